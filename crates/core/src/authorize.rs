@@ -110,7 +110,11 @@ pub const CHECKS: &[&str] = &[
 ];
 
 /// Stage 2: every check, in [`CHECKS`] order.
-pub fn validate(q: &AuthorizeQuery, target: Target, connectors: &dyn ConnectorDirectory) -> Result<ValidatedAuthorize, (Target, OAuthError)> {
+pub fn validate(
+    q: &AuthorizeQuery,
+    target: Target,
+    connectors: &dyn ConnectorDirectory,
+) -> Result<ValidatedAuthorize, (Target, OAuthError)> {
     let run = || -> Result<ValidatedAuthorize, OAuthError> {
         check_state(q)?;
         check_request_object(q)?;
@@ -162,7 +166,9 @@ pub fn check_response_type(q: &AuthorizeQuery) -> Result<(), OAuthError> {
 pub fn check_response_mode(q: &AuthorizeQuery) -> Result<(), OAuthError> {
     match q.get("response_mode")? {
         None | Some("query") => Ok(()),
-        Some(other) => Err(OAuthError::InvalidRequest(format!("response_mode {other:?} is not supported; use \"query\"").into())),
+        Some(other) => {
+            Err(OAuthError::InvalidRequest(format!("response_mode {other:?} is not supported; use \"query\"").into()))
+        }
     }
 }
 
@@ -171,14 +177,18 @@ pub fn check_response_mode(q: &AuthorizeQuery) -> Result<(), OAuthError> {
 pub fn check_scope(q: &AuthorizeQuery, client: &Client) -> Result<Scopes, OAuthError> {
     let requested = match q.get("scope")? {
         None => return Ok(client.default_scopes.clone()),
-        Some(raw) => Scopes::parse(raw).map_err(|t| OAuthError::InvalidScope(format!("malformed scope {t:?}").into()))?,
+        Some(raw) => {
+            Scopes::parse(raw).map_err(|t| OAuthError::InvalidScope(format!("malformed scope {t:?}").into()))?
+        }
     };
     if requested.is_empty() {
         return Ok(client.default_scopes.clone());
     }
     let unknown = requested.not_in(&client.allowed_scopes);
     if !unknown.is_empty() {
-        return Err(OAuthError::InvalidScope(format!("scope not allowed for this client: {}", unknown.join(" ")).into()));
+        return Err(OAuthError::InvalidScope(
+            format!("scope not allowed for this client: {}", unknown.join(" ")).into(),
+        ));
     }
     Ok(requested)
 }
@@ -189,23 +199,27 @@ pub fn check_pkce(q: &AuthorizeQuery, client: &Client) -> Result<Option<String>,
     let challenge = q.get("code_challenge")?;
     let method = q.get("code_challenge_method")?;
     match (challenge, method) {
-        (None, None) if client.is_public() => {
-            Err(OAuthError::InvalidRequest("PKCE is required for public clients: send code_challenge with method S256".into()))
-        }
+        (None, None) if client.is_public() => Err(OAuthError::InvalidRequest(
+            "PKCE is required for public clients: send code_challenge with method S256".into(),
+        )),
         (None, None) => Ok(None),
-        (None, Some(_)) => Err(OAuthError::InvalidRequest("code_challenge_method was sent without code_challenge".into())),
+        (None, Some(_)) => {
+            Err(OAuthError::InvalidRequest("code_challenge_method was sent without code_challenge".into()))
+        }
         (Some(_), None) => Err(OAuthError::InvalidRequest(
             "code_challenge_method is required and must be S256 (plain is not supported)".into(),
         )),
-        (Some(_), Some(m)) if m != "S256" => Err(OAuthError::InvalidRequest(
-            format!("code_challenge_method {m:?} is not supported; use S256").into(),
-        )),
+        (Some(_), Some(m)) if m != "S256" => {
+            Err(OAuthError::InvalidRequest(format!("code_challenge_method {m:?} is not supported; use S256").into()))
+        }
         (Some(c), Some(_)) => {
             let well_formed = c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if well_formed {
                 Ok(Some(c.to_owned()))
             } else {
-                Err(OAuthError::InvalidRequest("code_challenge must be a base64url SHA-256 digest (43 characters)".into()))
+                Err(OAuthError::InvalidRequest(
+                    "code_challenge must be a base64url SHA-256 digest (43 characters)".into(),
+                ))
             }
         }
     }
@@ -232,7 +246,10 @@ pub fn check_prompt(q: &AuthorizeQuery) -> Result<(), OAuthError> {
 }
 
 /// `connector_id` preselects a connector (as Dex does); it must be configured.
-pub fn check_connector(q: &AuthorizeQuery, connectors: &dyn ConnectorDirectory) -> Result<Option<ConnectorId>, OAuthError> {
+pub fn check_connector(
+    q: &AuthorizeQuery,
+    connectors: &dyn ConnectorDirectory,
+) -> Result<Option<ConnectorId>, OAuthError> {
     match q.get("connector_id")? {
         None => Ok(None),
         Some(id) if connectors.has_connector(id) => Ok(Some(ConnectorId::new(id))),
@@ -243,7 +260,8 @@ pub fn check_connector(q: &AuthorizeQuery, connectors: &dyn ConnectorDirectory) 
 /// Builds an authorization response: `redirect_uri` plus `params` and `iss` (RFC 9207), keeping any
 /// query the registered URI already has.
 pub fn response_url(redirect_uri: &str, params: &[(&str, &str)], issuer: &str) -> Result<String, OAuthError> {
-    let mut url = Url::parse(redirect_uri).map_err(|e| OAuthError::ServerError(format!("registered redirect_uri does not parse: {e}")))?;
+    let mut url = Url::parse(redirect_uri)
+        .map_err(|e| OAuthError::ServerError(format!("registered redirect_uri does not parse: {e}")))?;
     {
         let mut pairs = url.query_pairs_mut();
         for (k, v) in params {
@@ -325,17 +343,33 @@ mod tests {
             CB.replace("/oauth/", "/oauth%2F"),
             "https://chatgpt.com.evil.example/aip/g-0123/oauth/callback".into(),
         ] {
-            let query = format!("client_id=gpt&redirect_uri={}", url::form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>());
-            assert_eq!(resolve_target(&q(&query), &registry()).unwrap_err(), UntrustedRedirect::RedirectUriMismatch(bad.clone()), "{bad}");
+            let query = format!(
+                "client_id=gpt&redirect_uri={}",
+                url::form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>()
+            );
+            assert_eq!(
+                resolve_target(&q(&query), &registry()).unwrap_err(),
+                UntrustedRedirect::RedirectUriMismatch(bad.clone()),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn resolve_target_failures_are_named() {
         assert_eq!(resolve_target(&q(""), &registry()).unwrap_err(), UntrustedRedirect::MissingClientId);
-        assert_eq!(resolve_target(&q("client_id=x"), &registry()).unwrap_err(), UntrustedRedirect::UnknownClient("x".into()));
-        assert_eq!(resolve_target(&q("client_id=gpt"), &registry()).unwrap_err(), UntrustedRedirect::MissingRedirectUri);
-        assert_eq!(resolve_target(&q("client_id=gpt&client_id=gpt"), &registry()).unwrap_err(), UntrustedRedirect::Repeated("client_id"));
+        assert_eq!(
+            resolve_target(&q("client_id=x"), &registry()).unwrap_err(),
+            UntrustedRedirect::UnknownClient("x".into())
+        );
+        assert_eq!(
+            resolve_target(&q("client_id=gpt"), &registry()).unwrap_err(),
+            UntrustedRedirect::MissingRedirectUri
+        );
+        assert_eq!(
+            resolve_target(&q("client_id=gpt&client_id=gpt"), &registry()).unwrap_err(),
+            UntrustedRedirect::Repeated("client_id")
+        );
         assert_eq!(
             resolve_target(&q(&format!("client_id=gpt&redirect_uri={CB}&redirect_uri={CB}")), &registry()).unwrap_err(),
             UntrustedRedirect::Repeated("redirect_uri")
@@ -375,14 +409,20 @@ mod tests {
         let c = client(false);
         let ch = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
         assert_eq!(check_pkce(&q(""), &c).unwrap(), None);
-        assert_eq!(check_pkce(&q(&format!("code_challenge={ch}&code_challenge_method=S256")), &c).unwrap().as_deref(), Some(ch));
+        assert_eq!(
+            check_pkce(&q(&format!("code_challenge={ch}&code_challenge_method=S256")), &c).unwrap().as_deref(),
+            Some(ch)
+        );
         assert_eq!(
             err(check_pkce(&q(&format!("code_challenge={ch}&code_challenge_method=plain")), &c)),
             ("invalid_request".into(), "code_challenge_method \"plain\" is not supported; use S256".into())
         );
         assert_eq!(
             err(check_pkce(&q(&format!("code_challenge={ch}")), &c)),
-            ("invalid_request".into(), "code_challenge_method is required and must be S256 (plain is not supported)".into())
+            (
+                "invalid_request".into(),
+                "code_challenge_method is required and must be S256 (plain is not supported)".into()
+            )
         );
         assert_eq!(err(check_pkce(&q("code_challenge_method=S256"), &c)).0, "invalid_request");
         assert_eq!(err(check_pkce(&q("code_challenge=short&code_challenge_method=S256"), &c)).0, "invalid_request");
@@ -392,7 +432,10 @@ mod tests {
     fn check_pkce_is_required_of_public_clients() {
         assert_eq!(
             err(check_pkce(&q(""), &client(true))),
-            ("invalid_request".into(), "PKCE is required for public clients: send code_challenge with method S256".into())
+            (
+                "invalid_request".into(),
+                "PKCE is required for public clients: send code_challenge with method S256".into()
+            )
         );
     }
 
@@ -400,7 +443,10 @@ mod tests {
     fn check_state_bounds_length() {
         assert!(check_state(&q(&format!("state={}", "a".repeat(2000)))).is_ok());
         assert_eq!(err(check_state(&q(&format!("state={}", "a".repeat(MAX_STATE_LEN + 1))))).0, "invalid_request");
-        assert_eq!(err(check_state(&q("state=a&state=b"))), ("invalid_request".into(), "parameter state is included more than once".into()));
+        assert_eq!(
+            err(check_state(&q("state=a&state=b"))),
+            ("invalid_request".into(), "parameter state is included more than once".into())
+        );
     }
 
     #[test]
@@ -444,7 +490,8 @@ mod tests {
     fn error_response_url_carries_error_state_and_iss() {
         let query = q(&format!("client_id=gpt&redirect_uri={CB}&state=a%20b%26c"));
         let target = resolve_target(&query, &registry()).unwrap();
-        let url = error_response_url(&target, &OAuthError::AccessDenied("no".into()), "https://auth.example.com").unwrap();
+        let url =
+            error_response_url(&target, &OAuthError::AccessDenied("no".into()), "https://auth.example.com").unwrap();
         assert_eq!(
             url,
             format!("{CB}?error=access_denied&error_description=no&state=a+b%26c&iss=https%3A%2F%2Fauth.example.com")

@@ -91,15 +91,16 @@ impl ClientCredentials {
             let (id, secret) = decode_basic(rest.trim())?;
             if body_client_secret.is_some() {
                 return Err(OAuthError::InvalidRequest(
-                    "client credentials were sent both in the Authorization header and in the body; use one method".into(),
+                    "client credentials were sent both in the Authorization header and in the body; use one method"
+                        .into(),
                 ));
             }
-            if let Some(body_id) = body_client_id {
-                if body_id != id {
-                    return Err(OAuthError::InvalidRequest(
-                        "client_id in the body differs from the one in the Authorization header".into(),
-                    ));
-                }
+            if let Some(body_id) = body_client_id
+                && body_id != id
+            {
+                return Err(OAuthError::InvalidRequest(
+                    "client_id in the body differs from the one in the Authorization header".into(),
+                ));
             }
             return Ok(Self::Basic { id: ClientId::new(id), secret: ClientSecret::new(secret) });
         }
@@ -169,11 +170,7 @@ impl ClientRegistry {
         let client = self.clients.get(creds.client_id());
         match (creds, client) {
             (ClientCredentials::Basic { secret, .. } | ClientCredentials::Post { secret, .. }, Some(c)) => {
-                if !c.is_public() && c.secret_matches(secret.secret()) {
-                    Ok(c.clone())
-                } else {
-                    Err(unknown())
-                }
+                if !c.is_public() && c.secret_matches(secret.secret()) { Ok(c.clone()) } else { Err(unknown()) }
             }
             (ClientCredentials::None { .. }, Some(c)) if c.is_public() => Ok(c.clone()),
             (ClientCredentials::None { .. }, Some(_)) => {

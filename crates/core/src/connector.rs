@@ -33,7 +33,12 @@ pub enum ConnectorError {
 #[async_trait]
 pub trait PasswordConnector: Send + Sync {
     /// Checks credentials. `Ok(None)` means wrong email or password: one answer for both.
-    async fn login(&self, scopes: &Scopes, username: &str, password: &Password) -> Result<Option<Identity>, ConnectorError>;
+    async fn login(
+        &self,
+        scopes: &Scopes,
+        username: &str,
+        password: &Password,
+    ) -> Result<Option<Identity>, ConnectorError>;
     /// The label of the username field ("Email").
     fn username_label(&self) -> &str {
         "Email"
@@ -52,9 +57,19 @@ pub struct CallbackParams {
 pub trait CallbackConnector: Send + Sync {
     /// The upstream URL to send the browser to, and the correlation to keep server-side
     /// (bound to the authorization request, single use).
-    async fn login_url(&self, scopes: &Scopes, callback_url: &str, state: &str) -> Result<(String, ConnectorData), ConnectorError>;
+    async fn login_url(
+        &self,
+        scopes: &Scopes,
+        callback_url: &str,
+        state: &str,
+    ) -> Result<(String, ConnectorData), ConnectorError>;
     /// Completes the login from the upstream's callback.
-    async fn handle_callback(&self, scopes: &Scopes, kept: ConnectorData, params: &CallbackParams) -> Result<Identity, ConnectorError>;
+    async fn handle_callback(
+        &self,
+        scopes: &Scopes,
+        kept: ConnectorData,
+        params: &CallbackParams,
+    ) -> Result<Identity, ConnectorError>;
 }
 
 /// A connector that can re-check a user with the upstream at refresh.

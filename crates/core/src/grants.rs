@@ -43,7 +43,11 @@ pub const GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token"];
 
 impl Provider {
     /// Handles a token request: looks up the grant, authenticates the client, runs the grant.
-    pub async fn token(&self, creds: Result<ClientCredentials, OAuthError>, params: &Params) -> Result<TokenResponse, OAuthError> {
+    pub async fn token(
+        &self,
+        creds: Result<ClientCredentials, OAuthError>,
+        params: &Params,
+    ) -> Result<TokenResponse, OAuthError> {
         let grant_type = params.require("grant_type")?;
         if !GRANT_TYPES.contains(&grant_type) {
             return Err(OAuthError::UnsupportedGrantType(format!("grant_type {grant_type:?} is not supported").into()));
@@ -56,7 +60,11 @@ impl Provider {
     }
 
     /// `authorization_code` ([RFC 6749 §4.1.3](https://www.rfc-editor.org/rfc/rfc6749#section-4.1.3), RFC 7636 §4.6).
-    async fn grant_authorization_code(&self, client: &Arc<Client>, params: &Params) -> Result<TokenResponse, OAuthError> {
+    async fn grant_authorization_code(
+        &self,
+        client: &Arc<Client>,
+        params: &Params,
+    ) -> Result<TokenResponse, OAuthError> {
         let code = AuthCode::new(params.require("code")?);
         let now = self.now();
         let record = match self.store.get_auth_code(&code.digest(), now).await {
@@ -75,8 +83,14 @@ impl Provider {
         match params.get("redirect_uri")? {
             Some(uri) if uri == record.redirect_uri => {}
             None if !record.redirect_uri_sent => {}
-            None => return Err(OAuthError::InvalidGrant("redirect_uri is required: the authorization request had one".into())),
-            Some(_) => return Err(OAuthError::InvalidGrant("redirect_uri does not match the authorization request".into())),
+            None => {
+                return Err(OAuthError::InvalidGrant(
+                    "redirect_uri is required: the authorization request had one".into(),
+                ));
+            }
+            Some(_) => {
+                return Err(OAuthError::InvalidGrant("redirect_uri does not match the authorization request".into()));
+            }
         }
         check_code_verifier(record.code_challenge.as_deref(), params.get("code_verifier")?)?;
 
@@ -92,7 +106,9 @@ impl Provider {
         match self.store.redeem_auth_code(&code.digest(), &client.id, &grant, &refresh_record, now).await? {
             RedeemOutcome::Redeemed => {}
             RedeemOutcome::AlreadyRedeemed(gid) => return Err(self.replayed_code(&gid).await),
-            RedeemOutcome::NotFound => return Err(OAuthError::InvalidGrant("authorization code is invalid or expired".into())),
+            RedeemOutcome::NotFound => {
+                return Err(OAuthError::InvalidGrant("authorization code is invalid or expired".into()));
+            }
         }
         tracing::info!(client_id = %client.id, grant_id = %grant.id, "authorization code redeemed");
         self.respond(client, &grant.id, &grant.data, &grant.data.scopes, record.nonce.as_deref(), refresh)
@@ -113,13 +129,22 @@ impl Provider {
         let presented = RefreshToken::new(params.require("refresh_token")?);
         let requested = match params.get("scope")? {
             None => None,
-            Some(raw) => Some(Scopes::parse(raw).map_err(|t| OAuthError::InvalidScope(format!("malformed scope {t:?}").into()))?),
+            Some(raw) => Some(
+                Scopes::parse(raw).map_err(|t| OAuthError::InvalidScope(format!("malformed scope {t:?}").into()))?,
+            ),
         };
         let new = RefreshToken::generate();
         let now = self.now();
         let outcome = self
             .store
-            .use_refresh_token(&presented.digest(), &client.id, &new.digest(), now + self.settings.refresh_token_ttl, self.settings.refresh_reuse_grace, now)
+            .use_refresh_token(
+                &presented.digest(),
+                &client.id,
+                &new.digest(),
+                now + self.settings.refresh_token_ttl,
+                self.settings.refresh_reuse_grace,
+                now,
+            )
             .await?;
         let mut grant = match outcome {
             RefreshOutcome::Rotated(g) => g,
@@ -127,15 +152,23 @@ impl Provider {
                 tracing::warn!(client_id = %client.id, grant_id = %gid, "refresh token reused after rotation; grant revoked");
                 return Err(OAuthError::InvalidGrant("refresh token was already used; the grant is revoked".into()));
             }
-            RefreshOutcome::WrongClient => return Err(OAuthError::InvalidGrant("refresh token was issued to another client".into())),
-            RefreshOutcome::Revoked => return Err(OAuthError::InvalidGrant("refresh token has been revoked".into())),
-            RefreshOutcome::NotFound => return Err(OAuthError::InvalidGrant("refresh token is invalid or expired".into())),
+            RefreshOutcome::WrongClient => {
+                return Err(OAuthError::InvalidGrant("refresh token was issued to another client".into()));
+            }
+            RefreshOutcome::Revoked => {
+                return Err(OAuthError::InvalidGrant("refresh token has been revoked".into()));
+            }
+            RefreshOutcome::NotFound => {
+                return Err(OAuthError::InvalidGrant("refresh token is invalid or expired".into()));
+            }
         };
         let scopes = match requested {
             Some(r) if !r.is_empty() => {
                 let extra = r.not_in(&grant.data.scopes);
                 if !extra.is_empty() {
-                    return Err(OAuthError::InvalidScope(format!("scope exceeds the original grant: {}", extra.join(" ")).into()));
+                    return Err(OAuthError::InvalidScope(
+                        format!("scope exceeds the original grant: {}", extra.join(" ")).into(),
+                    ));
                 }
                 r
             }
@@ -153,8 +186,14 @@ impl Provider {
             tracing::info!(grant_id = %grant.id, connector_id = %data.connector_id, "connector no longer configured; refreshing from the stored identity");
             return Ok(data.clone());
         };
-        let Some(refresher) = &connector.refresher else { return Ok(data.clone()) };
-        let identity = Identity { upstream_id: data.upstream_id.clone(), claims: data.claims.clone(), connector_data: data.connector_data.clone() };
+        let Some(refresher) = &connector.refresher else {
+            return Ok(data.clone());
+        };
+        let identity = Identity {
+            upstream_id: data.upstream_id.clone(),
+            claims: data.claims.clone(),
+            connector_data: data.connector_data.clone(),
+        };
         match refresher.refresh(&data.scopes, identity).await {
             Ok(fresh) => {
                 let mut updated = data.clone();
@@ -185,7 +224,15 @@ impl Provider {
         }
     }
 
-    fn respond(&self, client: &Client, grant_id: &GrantId, data: &GrantData, scopes: &Scopes, nonce: Option<&str>, refresh: RefreshToken) -> Result<TokenResponse, OAuthError> {
+    fn respond(
+        &self,
+        client: &Client,
+        grant_id: &GrantId,
+        data: &GrantData,
+        scopes: &Scopes,
+        nonce: Option<&str>,
+        refresh: RefreshToken,
+    ) -> Result<TokenResponse, OAuthError> {
         Ok(TokenResponse {
             access_token: self.mint_access_token(client, grant_id, data, scopes)?,
             token_type: "Bearer",
@@ -202,7 +249,9 @@ impl Provider {
 pub fn check_code_verifier(challenge: Option<&str>, verifier: Option<&str>) -> Result<(), OAuthError> {
     match (challenge, verifier) {
         (None, None) => Ok(()),
-        (None, Some(_)) => Err(OAuthError::InvalidGrant("code_verifier was sent, but the authorization request had no code_challenge".into())),
+        (None, Some(_)) => Err(OAuthError::InvalidGrant(
+            "code_verifier was sent, but the authorization request had no code_challenge".into(),
+        )),
         (Some(_), None) => Err(OAuthError::InvalidGrant("code_verifier is required".into())),
         (Some(c), Some(v)) => {
             let well_formed = (43..=128).contains(&v.len())
@@ -234,8 +283,14 @@ mod tests {
     fn pkce_failures_are_invalid_grant_with_a_reason() {
         let d = |r: Result<(), OAuthError>| r.unwrap_err().description().unwrap_or_default().to_owned();
         assert_eq!(d(check_code_verifier(Some(CHALLENGE), None)), "code_verifier is required");
-        assert_eq!(d(check_code_verifier(Some(CHALLENGE), Some(&VERIFIER.replace('d', "e")))), "code_verifier does not match the code_challenge");
-        assert_eq!(d(check_code_verifier(Some(CHALLENGE), Some("short"))), "code_verifier does not match the code_challenge");
+        assert_eq!(
+            d(check_code_verifier(Some(CHALLENGE), Some(&VERIFIER.replace('d', "e")))),
+            "code_verifier does not match the code_challenge"
+        );
+        assert_eq!(
+            d(check_code_verifier(Some(CHALLENGE), Some("short"))),
+            "code_verifier does not match the code_challenge"
+        );
         assert_eq!(
             d(check_code_verifier(None, Some(VERIFIER))),
             "code_verifier was sent, but the authorization request had no code_challenge"

@@ -57,7 +57,9 @@ pub enum LoginError {
     #[error("This sign-in link has expired or was already used. Go back to the application and start again.")]
     RequestExpired,
     /// The form's CSRF token does not match this browser's.
-    #[error("This sign-in form was not opened in this browser, or has expired. Go back to the application and start again.")]
+    #[error(
+        "This sign-in form was not opened in this browser, or has expired. Go back to the application and start again."
+    )]
     CsrfMismatch,
     /// No such connector.
     #[error("Unknown sign-in method {0:?}.")]
@@ -152,7 +154,12 @@ impl Provider {
 
     /// Finishes a login: links the identity to a Keybridge user, consumes the authorization
     /// request (single use), and returns the redirect carrying the code, `state` and `iss`.
-    pub async fn complete_login(&self, req_id: &AuthRequestId, connector_id: &ConnectorId, identity: Identity) -> Result<String, LoginError> {
+    pub async fn complete_login(
+        &self,
+        req_id: &AuthRequestId,
+        connector_id: &ConnectorId,
+        identity: Identity,
+    ) -> Result<String, LoginError> {
         let now = self.now();
         let req = self.store.take_auth_request(req_id, now).await?;
         let subject = self.resolve_subject(connector_id, &identity).await?;
@@ -186,7 +193,11 @@ impl Provider {
     }
 
     /// Keybridge's subject for an upstream identity: the linked user's, or a new user's.
-    pub async fn resolve_subject(&self, connector_id: &ConnectorId, identity: &Identity) -> Result<Subject, OAuthError> {
+    pub async fn resolve_subject(
+        &self,
+        connector_id: &ConnectorId,
+        identity: &Identity,
+    ) -> Result<Subject, OAuthError> {
         let now = self.now();
         if let Some(mut link) = self.store.find_link(connector_id, &identity.upstream_id).await? {
             if link.claims != identity.claims {
@@ -218,7 +229,13 @@ impl Provider {
     }
 
     /// Mints an RFC 9068 access token.
-    pub(crate) fn mint_access_token(&self, client: &Client, grant_id: &GrantId, data: &GrantData, scopes: &Scopes) -> Result<String, OAuthError> {
+    pub(crate) fn mint_access_token(
+        &self,
+        client: &Client,
+        grant_id: &GrantId,
+        data: &GrantData,
+        scopes: &Scopes,
+    ) -> Result<String, OAuthError> {
         let now = self.now();
         let claims = json!({
             "iss": self.settings.issuer,
@@ -236,7 +253,14 @@ impl Provider {
     }
 
     /// Mints an OIDC Core ID token, when `openid` was granted.
-    pub(crate) fn mint_id_token(&self, client: &Client, grant_id: &GrantId, data: &GrantData, scopes: &Scopes, nonce: Option<&str>) -> Result<Option<String>, OAuthError> {
+    pub(crate) fn mint_id_token(
+        &self,
+        client: &Client,
+        grant_id: &GrantId,
+        data: &GrantData,
+        scopes: &Scopes,
+        nonce: Option<&str>,
+    ) -> Result<Option<String>, OAuthError> {
         if !scopes.contains(OPENID) {
             return Ok(None);
         }
@@ -262,11 +286,11 @@ impl Provider {
 /// The standard claims a set of scopes releases (OIDC Core §5.4).
 pub fn scoped_claims(c: &Claims, scopes: &Scopes) -> Map<String, Value> {
     let mut out = Map::new();
-    if scopes.contains("email") {
-        if let Some(e) = &c.email {
-            out.insert("email".into(), e.clone().into());
-            out.insert("email_verified".into(), c.email_verified.into());
-        }
+    if scopes.contains("email")
+        && let Some(e) = &c.email
+    {
+        out.insert("email".into(), e.clone().into());
+        out.insert("email_verified".into(), c.email_verified.into());
     }
     if scopes.contains("profile") {
         for (k, v) in [("name", &c.name), ("preferred_username", &c.preferred_username), ("picture", &c.picture)] {

@@ -22,7 +22,8 @@ impl Scopes {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let mut out: Vec<String> = Vec::new();
         for tok in raw.split(' ').filter(|t| !t.is_empty()) {
-            let valid = tok.chars().all(|c| c == '\x21' || ('\x23'..='\x5b').contains(&c) || ('\x5d'..='\x7e').contains(&c));
+            let valid =
+                tok.chars().all(|c| c == '\x21' || ('\x23'..='\x5b').contains(&c) || ('\x5d'..='\x7e').contains(&c));
             if !valid {
                 return Err(tok.to_owned());
             }

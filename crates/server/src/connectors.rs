@@ -1,0 +1,140 @@
+//! The connector registry: each config `type:` maps to a connector crate, in two steps as Dex does.
+//! First every entry is read as a [`RawConnector`]; then its `config:` is parsed into that type's own
+//! strict config, and the connector is built.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use keybridge_connector_local::LocalConnector;
+use keybridge_core::connector::{Connector, LoginMethod};
+use keybridge_core::types::ConnectorId;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// The connector types this build knows.
+pub const TYPES: &[&str] = &["local"];
+
+/// One `connectors:` entry, before its type is known.
+#[derive(Debug, Deserialize)]
+pub struct RawConnector {
+    /// Stable id: part of login URLs and of every user's identity link. Never change it.
+    pub id: Option<String>,
+    /// The connector type.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Display name on the chooser.
+    pub name: Option<String>,
+    /// The type's own settings.
+    pub config: Option<config::Value>,
+}
+
+/// A validated connector, ready to open.
+#[derive(Debug, Clone)]
+pub struct ConnectorSpec {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Type and built connector.
+    pub kind: ConnectorKind,
+}
+
+/// The built connector of each type.
+#[derive(Debug, Clone)]
+pub enum ConnectorKind {
+    /// `local`.
+    Local(Arc<LocalConnector>),
+}
+
+impl ConnectorSpec {
+    /// The type name.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            ConnectorKind::Local(_) => "local",
+        }
+    }
+
+    /// Builds the core [`Connector`].
+    pub fn open(&self) -> Connector {
+        match &self.kind {
+            ConnectorKind::Local(l) => Connector {
+                id: ConnectorId::new(&self.id),
+                name: self.name.clone(),
+                login: LoginMethod::Password(l.clone()),
+                refresher: None,
+            },
+        }
+    }
+}
+
+/// Parses a connector's `config:` strictly, reporting unknown keys with their full path.
+fn parse_config<T: DeserializeOwned>(at: &str, value: Option<config::Value>, problems: &mut Vec<String>) -> Option<T> {
+    let value = value.unwrap_or_else(|| config::Value::new(None, config::ValueKind::Table(Default::default())));
+    let mut unknown = Vec::new();
+    match serde_ignored::deserialize(value, |path| {
+        unknown.push(format!("{at}.config.{}: unknown key", crate::config::bracket_path(&path.to_string())))
+    }) {
+        Ok(v) => {
+            problems.extend(unknown);
+            Some(v)
+        }
+        Err(e) => {
+            problems.push(format!("{at}.config: {e}"));
+            None
+        }
+    }
+}
+
+/// Validates every entry.
+pub fn check_all(raw: Vec<RawConnector>, problems: &mut Vec<String>) -> Vec<ConnectorSpec> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, c) in raw.into_iter().enumerate() {
+        let at = format!("connectors[{i}]");
+        let id = match c.id.as_deref().map(str::trim) {
+            Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+                id.to_owned()
+            }
+            Some(id) if !id.is_empty() => {
+                problems.push(format!("{at}.id: {id:?} may use only letters, digits, - and _ (it appears in URLs)"));
+                continue;
+            }
+            _ => {
+                problems.push(format!("{at}.id: required"));
+                continue;
+            }
+        };
+        if !seen.insert(id.clone()) {
+            problems.push(format!("{at}.id: duplicate connector id {id:?}"));
+        }
+        let name = c.name.unwrap_or_else(|| id.clone());
+        let kind = match c.kind.as_deref() {
+            Some("local") => {
+                parse_config::<keybridge_connector_local::Config>(&at, c.config, problems).and_then(|cfg| {
+                    if cfg.users.is_empty() {
+                        problems.push(format!("{at}.config.users: at least one user is required"));
+                    }
+                    match LocalConnector::open(cfg) {
+                        Ok(l) => Some(ConnectorKind::Local(Arc::new(l))),
+                        Err(errs) => {
+                            problems.extend(errs.into_iter().map(|e| format!("{at}.config.{e}")));
+                            None
+                        }
+                    }
+                })
+            }
+            Some(other) => {
+                problems.push(format!("{at}.type: unknown connector type {other:?} (known: {})", TYPES.join(", ")));
+                None
+            }
+            None => {
+                problems.push(format!("{at}.type: required (one of: {})", TYPES.join(", ")));
+                None
+            }
+        };
+        if let Some(kind) = kind {
+            out.push(ConnectorSpec { id, name, kind });
+        }
+    }
+    out
+}
