@@ -10,6 +10,7 @@ mod malformed;
 mod oidc_rp;
 mod refresh;
 mod token;
+mod upstream;
 mod userinfo;
 
 use base64::Engine as _;

@@ -94,6 +94,10 @@ pub struct ValidatedAuthorize {
     pub code_challenge: Option<String>,
     /// A preselected connector (`connector_id`, as Dex).
     pub connector_id: Option<ConnectorId>,
+    /// OIDC `login_hint`, passed upstream.
+    pub login_hint: Option<String>,
+    /// OIDC `prompt`, passed upstream.
+    pub prompt: Option<String>,
 }
 
 /// The checks of stage 2, in order. Each is a named function with its own tests.
@@ -125,7 +129,17 @@ pub fn validate(
         let nonce = check_nonce(q)?;
         check_prompt(q)?;
         let connector_id = check_connector(q, connectors)?;
-        Ok(ValidatedAuthorize { target: target.clone(), scopes, nonce, code_challenge, connector_id })
+        let login_hint = q.get("login_hint")?.filter(|h| h.len() <= MAX_NONCE_LEN).map(str::to_owned);
+        let prompt = q.get("prompt")?.map(str::to_owned);
+        Ok(ValidatedAuthorize {
+            target: target.clone(),
+            scopes,
+            nonce,
+            code_challenge,
+            connector_id,
+            login_hint,
+            prompt,
+        })
     };
     run().map_err(|e| (target.clone(), e))
 }

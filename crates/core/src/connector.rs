@@ -18,9 +18,13 @@ pub enum ConnectorError {
     /// The upstream refused the login; the message is safe to show the person.
     #[error("{0}")]
     Denied(String),
-    /// The upstream could not be reached, timed out, or answered nonsense.
+    /// The upstream could not be reached, timed out, or answered with an HTTP error.
     #[error("upstream failure: {0}")]
     Upstream(String),
+    /// The upstream's answer failed verification: a bad signature, wrong `iss` or `aud`, an
+    /// expired token, a nonce or state mismatch.
+    #[error("upstream response failed verification: {0}")]
+    InvalidResponse(String),
     /// The user is gone or disabled upstream (refresh fails with `invalid_grant`).
     #[error("user no longer valid upstream: {0}")]
     UserInvalid(String),
@@ -52,16 +56,50 @@ pub struct CallbackParams {
     pub query: Vec<(String, String)>,
 }
 
+impl CallbackParams {
+    /// The first value of a parameter.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A button on the login page that starts an upstream redirect ("Continue with Google").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamChoice {
+    /// Passed back as [`LoginOptions::provider`]; empty for a connector with one upstream.
+    pub provider: String,
+    /// The button's label.
+    pub label: String,
+}
+
+/// What the authorization request and the person chose, passed to the upstream.
+#[derive(Debug, Clone, Default)]
+pub struct LoginOptions {
+    /// The upstream sub-provider chosen on the login page (Supabase's `provider=google`, say).
+    pub provider: Option<String>,
+    /// OIDC `login_hint` from the authorization request.
+    pub login_hint: Option<String>,
+    /// OIDC `prompt` from the authorization request.
+    pub prompt: Option<String>,
+}
+
 /// A connector that redirects the browser upstream and handles its callback.
+///
+/// Keybridge gives each connector its own callback URL (`/callback/{id}`, RFC 9700 §4.4.2 mix-up
+/// defence) and an opaque `state` that the upstream must send back (in `state`, or inside the
+/// callback URL for upstreams that drop it). What [`login_url`](Self::login_url) returns to keep
+/// (PKCE verifier, nonce) is stored with the authorization request and handed back exactly once.
 #[async_trait]
 pub trait CallbackConnector: Send + Sync {
-    /// The upstream URL to send the browser to, and the correlation to keep server-side
-    /// (bound to the authorization request, single use).
+    /// The buttons to show; one entry with an empty `provider` for a plain OIDC upstream.
+    fn choices(&self) -> Vec<UpstreamChoice>;
+    /// The upstream URL to send the browser to, and the data to keep server-side.
     async fn login_url(
         &self,
         scopes: &Scopes,
         callback_url: &str,
         state: &str,
+        options: &LoginOptions,
     ) -> Result<(String, ConnectorData), ConnectorError>;
     /// Completes the login from the upstream's callback.
     async fn handle_callback(
@@ -72,6 +110,31 @@ pub trait CallbackConnector: Send + Sync {
     ) -> Result<Identity, ConnectorError>;
 }
 
+/// What a token hand-off page loads: the provider's browser SDK signs the person in, and the page
+/// posts the resulting token to Keybridge, bound by CSRF to the authorization request.
+#[derive(Debug, Clone)]
+pub struct HandoffPage {
+    /// The glue script that drives the provider's SDK on the page and posts the token. It reads
+    /// the `data-*` attributes of `#keybridge-handoff` (`action`, `req`, `csrf`, `config`) and
+    /// submits a form with `req`, `csrf` and `token`.
+    pub glue_js: &'static str,
+    /// Script URLs to load (the provider's SDK), allowed by the page's CSP.
+    pub scripts: Vec<String>,
+    /// Origins the SDK talks to, allowed as `connect-src` and `frame-src`.
+    pub origins: Vec<String>,
+    /// Public configuration for the SDK (never secrets).
+    pub config: serde_json::Value,
+}
+
+/// A connector that accepts a token obtained by the provider's own browser SDK.
+#[async_trait]
+pub trait HandoffConnector: Send + Sync {
+    /// What the hand-off page loads.
+    fn page(&self) -> HandoffPage;
+    /// Verifies a handed-off token and returns the identity it proves.
+    async fn verify(&self, scopes: &Scopes, token: &str) -> Result<Identity, ConnectorError>;
+}
+
 /// A connector that can re-check a user with the upstream at refresh.
 #[async_trait]
 pub trait RefreshConnector: Send + Sync {
@@ -79,30 +142,46 @@ pub trait RefreshConnector: Send + Sync {
     async fn refresh(&self, scopes: &Scopes, identity: Identity) -> Result<Identity, ConnectorError>;
 }
 
-/// How a connector logs people in.
-#[derive(Clone)]
-pub enum LoginMethod {
-    /// Keybridge's own password form.
-    Password(Arc<dyn PasswordConnector>),
-    /// A redirect to the upstream and back.
-    Callback(Arc<dyn CallbackConnector>),
-}
-
-/// A configured connector.
+/// A configured connector: a name and the capabilities it has (after Dex's small interfaces).
 #[derive(Clone)]
 pub struct Connector {
     /// `connectors[].id`.
     pub id: ConnectorId,
     /// Display name on the chooser.
     pub name: String,
-    /// How it logs people in.
-    pub login: LoginMethod,
+    /// An email-and-password form on Keybridge's login page.
+    pub password: Option<Arc<dyn PasswordConnector>>,
+    /// Redirects to the upstream and back.
+    pub callback: Option<Arc<dyn CallbackConnector>>,
+    /// A page where the provider's SDK signs the person in and hands Keybridge a token.
+    pub handoff: Option<Arc<dyn HandoffConnector>>,
     /// Its refresh re-check, when it has one and it is configured.
     pub refresher: Option<Arc<dyn RefreshConnector>>,
 }
 
+impl Connector {
+    /// A connector with no capabilities yet.
+    pub fn new(id: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            id: ConnectorId::new(id),
+            name: name.into(),
+            password: None,
+            callback: None,
+            handoff: None,
+            refresher: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connector").field("id", &self.id).field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Connector")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("password", &self.password.is_some())
+            .field("callback", &self.callback.is_some())
+            .field("handoff", &self.handoff.is_some())
+            .field("refresher", &self.refresher.is_some())
+            .finish()
     }
 }

@@ -26,6 +26,7 @@ pub mod scope;
 pub mod signer;
 pub mod store;
 pub mod types;
+pub mod upstream;
 pub mod userinfo;
 
 pub use error::OAuthError;

@@ -61,9 +61,13 @@ pub enum LoginError {
         "This sign-in form was not opened in this browser, or has expired. Go back to the application and start again."
     )]
     CsrfMismatch,
-    /// No such connector.
+    /// No such connector, or it cannot log people in this way.
     #[error("Unknown sign-in method {0:?}.")]
     UnknownConnector(String),
+    /// A callback arrived for a request that is not waiting for this connector (replayed, or
+    /// delivered to another connector's callback URL).
+    #[error("This sign-in response does not match a sign-in in progress. Go back to the application and start again.")]
+    CallbackMismatch,
     /// Something on our side.
     #[error(transparent)]
     OAuth(#[from] OAuthError),
@@ -131,6 +135,8 @@ impl Provider {
             connector_id,
             csrf_digest: csrf.digest(),
             connector_state: None,
+            login_hint: v.login_hint,
+            prompt: v.prompt,
             expires_at: self.now() + self.settings.auth_request_ttl,
         };
         self.store.put_auth_request(&req).await?;

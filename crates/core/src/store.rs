@@ -60,6 +60,12 @@ pub struct AuthRequest {
     pub csrf_digest: Sha256Digest,
     /// Upstream correlation a callback connector keeps (single use, bound to this request).
     pub connector_state: Option<ConnectorData>,
+    /// OIDC `login_hint`, passed upstream.
+    #[serde(default)]
+    pub login_hint: Option<String>,
+    /// OIDC `prompt`, passed upstream.
+    #[serde(default)]
+    pub prompt: Option<String>,
     /// When it lapses.
     pub expires_at: UnixTime,
 }

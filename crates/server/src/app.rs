@@ -44,11 +44,13 @@ pub struct Deps {
     pub listener: Option<TcpListener>,
     /// HTTP worker threads; the number of cores when `None`.
     pub workers: Option<usize>,
+    /// Connectors built in code, added after the configured ones (tests use this).
+    pub extra_connectors: Vec<keybridge_core::connector::Connector>,
 }
 
 impl Default for Deps {
     fn default() -> Self {
-        Self { store: None, clock: Arc::new(SystemClock), listener: None, workers: None }
+        Self { store: None, clock: Arc::new(SystemClock), listener: None, workers: None, extra_connectors: Vec::new() }
     }
 }
 
@@ -77,7 +79,8 @@ pub async fn build_state(config: &Config, deps: &Deps) -> anyhow::Result<AppStat
     let settings = config.settings.clone();
     let retain = settings.access_token_ttl.max(settings.id_token_ttl);
     let keys = KeyManager::load_or_create(store.clone(), config.signing_alg, deps.clock.now(), retain).await?;
-    let connectors = config.connectors.iter().map(|c| c.open()).collect();
+    let mut connectors: Vec<_> = config.connectors.iter().map(|c| c.open()).collect();
+    connectors.extend(deps.extra_connectors.iter().cloned());
     let provider = Arc::new(Provider {
         settings,
         clients: ClientRegistry::new(config.clients.clone()),

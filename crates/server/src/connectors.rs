@@ -6,8 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use keybridge_connector_local::LocalConnector;
-use keybridge_core::connector::{Connector, LoginMethod};
-use keybridge_core::types::ConnectorId;
+use keybridge_core::connector::Connector;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -57,12 +56,11 @@ impl ConnectorSpec {
     /// Builds the core [`Connector`].
     pub fn open(&self) -> Connector {
         match &self.kind {
-            ConnectorKind::Local(l) => Connector {
-                id: ConnectorId::new(&self.id),
-                name: self.name.clone(),
-                login: LoginMethod::Password(l.clone()),
-                refresher: None,
-            },
+            ConnectorKind::Local(l) => {
+                let mut c = Connector::new(&self.id, &self.name);
+                c.password = Some(l.clone());
+                c
+            }
         }
     }
 }

@@ -58,8 +58,8 @@ pub fn chooser(base: &str, client_name: &str, req_id: &str, connectors: &[(Strin
     page(StatusCode::OK, "Sign in", &body, base)
 }
 
-/// What the password form shows.
-pub struct PasswordForm<'a> {
+/// What a connector's login page shows.
+pub struct ConnectorPage<'a> {
     /// Path prefix of the issuer.
     pub base: &'a str,
     /// The connector id (the form posts to `/login/{id}`).
@@ -72,32 +72,126 @@ pub struct PasswordForm<'a> {
     pub req_id: &'a str,
     /// The CSRF token (also in the browser's cookie).
     pub csrf: &'a str,
-    /// The username label.
-    pub username_label: &'a str,
+    /// The password form's username label, when the connector has a password form.
+    pub password_label: Option<&'a str>,
     /// The username typed before, kept after a failed attempt.
     pub username: &'a str,
+    /// Upstream buttons: (provider, label).
+    pub choices: Vec<(String, String)>,
+    /// Whether the connector has a token hand-off page.
+    pub handoff: bool,
     /// One generic error message, or none.
     pub error: Option<&'a str>,
 }
 
-/// The email-and-password form.
-pub fn password_form(f: &PasswordForm<'_>) -> HttpResponse {
+/// A connector's login page: a plain form that works without JavaScript, and buttons.
+pub fn connector_page(f: &ConnectorPage<'_>) -> HttpResponse {
     let err = f.error.map(|e| format!("<p class=\"err\" role=\"alert\">{}</p>", text(e))).unwrap_or_default();
-    let body = format!(
-        "<h1>Sign in</h1><p class=\"sub\">to continue to {client} &middot; {conn}</p>{err}\
-<form method=\"post\" action=\"{b}/login/{cid}\">\
+    let mut body = format!(
+        "<h1>Sign in</h1><p class=\"sub\">to continue to {client} &middot; {conn}</p>{err}",
+        client = text(f.client_name),
+        conn = text(f.connector_name),
+    );
+    for (provider, label) in &f.choices {
+        body.push_str(&format!(
+            "<a class=\"btn\" href=\"{b}/login/{cid}/upstream?req={req}&amp;provider={p}\">Continue with {l}</a>",
+            b = attr(f.base),
+            cid = attr(f.connector_id),
+            req = attr(f.req_id),
+            p = attr(provider),
+            l = text(label),
+        ));
+    }
+    if f.handoff {
+        body.push_str(&format!(
+            "<a class=\"btn\" href=\"{b}/login/{cid}/handoff?req={req}\">Continue with {n}</a>",
+            b = attr(f.base),
+            cid = attr(f.connector_id),
+            req = attr(f.req_id),
+            n = text(f.connector_name),
+        ));
+    }
+    if let Some(label) = f.password_label {
+        body.push_str(&format!(
+            "<form method=\"post\" action=\"{b}/login/{cid}\">\
 <input type=\"hidden\" name=\"req\" value=\"{req}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
 <label for=\"login\">{ulabel}</label><input id=\"login\" name=\"login\" type=\"email\" autocomplete=\"username\" required value=\"{user}\" autofocus>\
 <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
 <button type=\"submit\">Sign in</button></form>",
-        client = text(f.client_name),
-        conn = text(f.connector_name),
-        b = attr(f.base),
-        cid = attr(f.connector_id),
-        req = attr(f.req_id),
-        csrf = attr(f.csrf),
-        ulabel = text(f.username_label),
-        user = attr(f.username),
-    );
+            b = attr(f.base),
+            cid = attr(f.connector_id),
+            req = attr(f.req_id),
+            csrf = attr(f.csrf),
+            ulabel = text(label),
+            user = attr(f.username),
+        ));
+    }
     page(if f.error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK }, "Sign in", &body, f.base)
+}
+
+/// A login that failed upstream: the reason, and a way back to the application, which learns of
+/// the failure through its (validated) redirect URI.
+pub fn upstream_failure(status: StatusCode, message: &str, client_name: &str, client_redirect: &str) -> HttpResponse {
+    let body = format!(
+        "<h1>Sign-in failed</h1><p class=\"err\">{}</p><a class=\"btn\" href=\"{}\">Return to {}</a>",
+        text(message),
+        attr(client_redirect),
+        text(client_name)
+    );
+    page(status, "Sign-in failed", &body, "")
+}
+
+/// What the hand-off page needs.
+pub struct HandoffView<'a> {
+    /// Path prefix of the issuer.
+    pub base: &'a str,
+    /// The connector.
+    pub connector_id: &'a str,
+    /// Its display name.
+    pub connector_name: &'a str,
+    /// The client's display name.
+    pub client_name: &'a str,
+    /// The authorization request id.
+    pub req_id: &'a str,
+    /// The CSRF token.
+    pub csrf: &'a str,
+    /// The provider's page description.
+    pub page: &'a keybridge_core::connector::HandoffPage,
+}
+
+/// The token hand-off page: the provider's SDK plus the connector's glue script, under a CSP that
+/// allows exactly those scripts and origins and no inline script.
+pub fn handoff_page(v: &HandoffView<'_>) -> HttpResponse {
+    let scripts: String = v.page.scripts.iter().map(|s| format!("<script src=\"{}\"></script>", attr(s))).collect();
+    let config = serde_json::to_string(&v.page.config).unwrap_or_else(|_| "{}".into());
+    let body = format!(
+        "<h1>Sign in</h1><p class=\"sub\">to continue to {client} &middot; {conn}</p>\
+<div id=\"keybridge-handoff\" data-action=\"{b}/login/{cid}/handoff\" data-req=\"{req}\" data-csrf=\"{csrf}\" data-config=\"{config}\"></div>\
+<p class=\"err\" id=\"keybridge-error\" hidden></p><noscript><p class=\"err\">This sign-in method needs JavaScript.</p></noscript>\
+{scripts}<script src=\"{b}/assets/handoff/{cid}.js\"></script>",
+        client = text(v.client_name),
+        conn = text(v.connector_name),
+        b = attr(v.base),
+        cid = attr(v.connector_id),
+        req = attr(v.req_id),
+        csrf = attr(v.csrf),
+        config = attr(&config),
+    );
+    let origins = v.page.origins.join(" ");
+    let script_src: Vec<String> = v
+        .page
+        .scripts
+        .iter()
+        .filter_map(|s| url::Url::parse(s).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .collect();
+    let csp = format!(
+        "default-src 'none'; script-src 'self' {scripts}; connect-src 'self' {origins}; frame-src {origins}; img-src 'self' data: {origins}; style-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+        scripts = script_src.join(" "),
+    );
+    let mut res = page(StatusCode::OK, "Sign in", &body, v.base);
+    if let Ok(value) = header::HeaderValue::from_str(&csp) {
+        res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    res
 }

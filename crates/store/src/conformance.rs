@@ -137,6 +137,8 @@ fn auth_request(id: &str, expires_at: UnixTime) -> AuthRequest {
         connector_id: None,
         csrf_digest: digest(&format!("csrf-{id}")),
         connector_state: None,
+        login_hint: None,
+        prompt: None,
         expires_at,
     }
 }

@@ -13,6 +13,8 @@ use keybridge_server::config;
 use keybridge_store::MemoryStore;
 use url::Url;
 
+pub mod mock;
+
 /// The confidential GPT-style client's id, secret and redirect URI.
 pub const GPT_CLIENT: &str = "gpt";
 /// Its secret (with characters that need form-encoding in Basic credentials).
@@ -121,6 +123,8 @@ pub struct Options {
     pub yaml: Option<YamlRewrite>,
     /// Storage to use instead of a fresh memory store.
     pub store: Option<Arc<dyn Store>>,
+    /// Connectors built in code (see [`mock`]).
+    pub connectors: Vec<keybridge_core::connector::Connector>,
 }
 
 /// Starts a broker with the default test config.
@@ -142,7 +146,13 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     let clock = Arc::new(FixedClock::new(SystemClock.now()));
     let Running { handle, state, server, .. } = app::start(
         cfg,
-        Deps { store: Some(store.clone()), clock: clock.clone(), listener: Some(listener), workers: Some(2) },
+        Deps {
+            store: Some(store.clone()),
+            clock: clock.clone(),
+            listener: Some(listener),
+            workers: Some(2),
+            extra_connectors: opts.connectors,
+        },
     )
     .await
     .unwrap_or_else(|e| panic!("server did not start: {e:#}"));

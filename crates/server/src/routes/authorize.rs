@@ -65,7 +65,7 @@ async fn authorize(st: &AppState, q: &AuthorizeQuery) -> Result<HttpResponse, Pa
         None => format!("{issuer}/login?req={}", areq.id),
     };
     let cookie = Cookie::build(csrf_cookie_name(areq.id.as_str()), csrf.secret().to_owned())
-        .path(format!("{base}/login"))
+        .path(format!("{base}/"))
         .http_only(true)
         .secure(st.secure_cookies)
         .same_site(SameSite::Lax)

@@ -1,18 +1,22 @@
-//! The login steps between `/authorize` and the code: the connector chooser and the password form.
-//! Every step checks the browser's CSRF cookie against the authorization request.
+//! The login steps between `/authorize` and the code: the connector chooser, each connector's
+//! page (password form, upstream buttons, token hand-off), the upstream redirect and its
+//! callback. Every step checks the browser's CSRF cookie against the authorization request.
 
 use actix_web::cookie::Cookie;
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use keybridge_core::connector::{ConnectorError, LoginMethod};
+use keybridge_core::OAuthError;
+use keybridge_core::connector::{CallbackParams, ConnectorError, LoginOptions};
 use keybridge_core::params::Params;
 use keybridge_core::provider::LoginError;
 use keybridge_core::store::AuthRequest;
-use keybridge_core::types::{AuthRequestId, Password};
+use keybridge_core::types::{AuthRequestId, ConnectorId, Password};
+use keybridge_core::upstream::UpstreamError;
 
 use super::authorize::{csrf_cookie_name, see_other};
 use crate::app::AppState;
 use crate::errors::PageError;
-use crate::pages::{self, PasswordForm};
+use crate::pages::{self, ConnectorPage, HandoffView};
 
 /// Generic on purpose: no user enumeration.
 pub const WRONG_CREDENTIALS: &str = "Wrong email or password.";
@@ -22,19 +26,48 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/login", web::get().to(chooser));
     cfg.route("/login/{connector}", web::get().to(login_page));
     cfg.route("/login/{connector}", web::post().to(login_submit));
+    cfg.route("/login/{connector}/upstream", web::get().to(upstream));
+    cfg.route("/login/{connector}/handoff", web::get().to(handoff_page));
+    cfg.route("/login/{connector}/handoff", web::post().to(handoff_submit));
+    cfg.route("/callback/{connector}", web::get().to(callback));
+    cfg.route("/assets/handoff/{connector}.js", web::get().to(handoff_glue));
+}
+
+fn query(req: &HttpRequest) -> Params {
+    Params::parse(req.query_string())
 }
 
 fn req_param(req: &HttpRequest) -> Result<String, PageError> {
-    Params::parse(req.query_string())
-        .get("req")
-        .ok()
-        .flatten()
-        .map(str::to_owned)
-        .ok_or_else(|| PageError::from(LoginError::RequestExpired))
+    query(req).get("req").ok().flatten().map(str::to_owned).ok_or_else(|| PageError::from(LoginError::RequestExpired))
 }
 
 fn cookie_value(req: &HttpRequest, req_id: &str) -> Option<String> {
     req.cookie(&csrf_cookie_name(req_id)).map(|c| c.value().to_owned())
+}
+
+/// The answer to a finished login: the client's redirect, with the CSRF cookie removed.
+fn finished(st: &AppState, req_id: &str, location: &str) -> HttpResponse {
+    let mut res = see_other(location);
+    let mut gone = Cookie::new(csrf_cookie_name(req_id), "");
+    gone.set_path(format!("{}/", st.base_path));
+    gone.make_removal();
+    let _ = res.add_cookie(&gone);
+    res
+}
+
+fn upstream_error(st: &AppState, req_id: &str, e: UpstreamError) -> Result<HttpResponse, PageError> {
+    match e {
+        UpstreamError::Login(e) => Err(e.into()),
+        UpstreamError::Failed(f) => {
+            let mut res =
+                pages::upstream_failure(StatusCode::BAD_GATEWAY, &f.message, &f.client_name, &f.client_redirect);
+            let mut gone = Cookie::new(csrf_cookie_name(req_id), "");
+            gone.set_path(format!("{}/", st.base_path));
+            gone.make_removal();
+            let _ = res.add_cookie(&gone);
+            Ok(res)
+        }
+    }
 }
 
 async fn chooser(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpResponse, PageError> {
@@ -68,6 +101,34 @@ async fn request_for(
     Ok(areq)
 }
 
+struct PageArgs<'a> {
+    connector_id: &'a str,
+    req_id: &'a str,
+    csrf: &'a str,
+    username: &'a str,
+    error: Option<&'a str>,
+}
+
+fn render_connector_page(st: &AppState, areq: &AuthRequest, a: &PageArgs<'_>) -> Result<HttpResponse, PageError> {
+    let client = st.provider.client_of(areq)?;
+    let connector =
+        st.provider.connector(a.connector_id).ok_or_else(|| LoginError::UnknownConnector(a.connector_id.to_owned()))?;
+    let choices = connector.callback.as_ref().map(|c| c.choices()).unwrap_or_default();
+    Ok(pages::connector_page(&ConnectorPage {
+        base: &st.base_path,
+        connector_id: a.connector_id,
+        connector_name: &connector.name,
+        client_name: &client.name,
+        req_id: a.req_id,
+        csrf: a.csrf,
+        password_label: connector.password.as_ref().map(|p| p.username_label()),
+        username: a.username,
+        choices: choices.into_iter().map(|c| (c.provider, c.label)).collect(),
+        handoff: connector.handoff.is_some(),
+        error: a.error,
+    }))
+}
+
 async fn login_page(
     req: HttpRequest,
     path: web::Path<String>,
@@ -77,27 +138,27 @@ async fn login_page(
     let req_id = req_param(&req)?;
     let csrf = cookie_value(&req, &req_id);
     let areq = request_for(&st, &req_id, csrf.as_deref(), &connector_id).await?;
-    let client = st.provider.client_of(&areq)?;
-    let Some(connector) = st.provider.connector(&connector_id) else {
-        return Err(LoginError::UnknownConnector(connector_id).into());
-    };
-    match &connector.login {
-        LoginMethod::Password(pc) => Ok(pages::password_form(&PasswordForm {
-            base: &st.base_path,
+    let connector =
+        st.provider.connector(&connector_id).ok_or_else(|| LoginError::UnknownConnector(connector_id.clone()))?;
+    // A connector that only redirects upstream, to one place, needs no page of its own.
+    if connector.password.is_none() && connector.handoff.is_none() {
+        if let Some(cb) = &connector.callback
+            && let [only] = cb.choices().as_slice()
+        {
+            return start_upstream(&st, areq, &connector_id, only.provider.clone()).await;
+        }
+    }
+    render_connector_page(
+        &st,
+        &areq,
+        &PageArgs {
             connector_id: &connector_id,
-            connector_name: &connector.name,
-            client_name: &client.name,
             req_id: &req_id,
             csrf: csrf.as_deref().unwrap_or_default(),
-            username_label: pc.username_label(),
             username: "",
             error: None,
-        })),
-        LoginMethod::Callback(_) => Err(PageError::bad_request(
-            "Sign-in failed",
-            "This sign-in method redirects to its provider and has no form here.",
-        )),
-    }
+        },
+    )
 }
 
 async fn login_submit(
@@ -119,49 +180,162 @@ async fn login_submit(
         return Err(LoginError::CsrfMismatch.into());
     }
     let areq = request_for(&st, &req_id, cookie.as_deref(), &connector_id).await?;
-    let client = st.provider.client_of(&areq)?;
-    let Some(connector) = st.provider.connector(&connector_id) else {
-        return Err(LoginError::UnknownConnector(connector_id).into());
-    };
-    let LoginMethod::Password(pc) = &connector.login else {
+    let connector =
+        st.provider.connector(&connector_id).ok_or_else(|| LoginError::UnknownConnector(connector_id.clone()))?;
+    let Some(pc) = connector.password.clone() else {
         return Err(PageError::bad_request("Sign-in failed", "This sign-in method has no password form."));
     };
     let username = field("login");
     let retry = |error: &str| {
-        pages::password_form(&PasswordForm {
-            base: &st.base_path,
-            connector_id: &connector_id,
-            connector_name: &connector.name,
-            client_name: &client.name,
-            req_id: &req_id,
-            csrf: &form_csrf,
-            username_label: pc.username_label(),
-            username: &username,
-            error: Some(error),
-        })
+        render_connector_page(
+            &st,
+            &areq,
+            &PageArgs {
+                connector_id: &connector_id,
+                req_id: &req_id,
+                csrf: &form_csrf,
+                username: &username,
+                error: Some(error),
+            },
+        )
     };
     let password = Password::new(field("password"));
     let identity = match pc.login(&areq.scopes, &username, &password).await {
         Ok(Some(identity)) => identity,
         Ok(None) => {
             tracing::info!(connector_id = %connector_id, "login failed: wrong credentials");
-            return Ok(retry(WRONG_CREDENTIALS));
+            return retry(WRONG_CREDENTIALS);
         }
-        Err(ConnectorError::Denied(msg)) => return Ok(retry(&msg)),
+        Err(ConnectorError::Denied(msg)) => return retry(&msg),
         Err(e) => {
             tracing::warn!(connector_id = %connector_id, error = %e, "login failed upstream");
-            return Err(keybridge_core::OAuthError::TemporarilyUnavailable(
-                "the sign-in provider could not be reached".into(),
-            )
-            .into());
+            return Err(OAuthError::TemporarilyUnavailable("the sign-in provider could not be reached".into()).into());
         }
     };
-    tracing::info!(connector_id = %connector_id, client_id = %client.id, "login succeeded");
+    tracing::info!(connector_id = %connector_id, client_id = %areq.client_id, "login succeeded");
     let location = st.provider.complete_login(&AuthRequestId::new(req_id.clone()), &connector.id, identity).await?;
-    let mut res = see_other(&location);
-    let mut gone = Cookie::new(csrf_cookie_name(&req_id), "");
-    gone.set_path(format!("{}/login", st.base_path));
-    gone.make_removal();
-    let _ = res.add_cookie(&gone);
-    Ok(res)
+    Ok(finished(&st, &req_id, &location))
+}
+
+async fn start_upstream(
+    st: &AppState,
+    areq: AuthRequest,
+    connector_id: &str,
+    provider: String,
+) -> Result<HttpResponse, PageError> {
+    let req_id = areq.id.to_string();
+    let callback_url = format!("{}/callback/{connector_id}", st.provider.settings.issuer);
+    let options = LoginOptions {
+        provider: Some(provider).filter(|p| !p.is_empty()),
+        login_hint: areq.login_hint.clone(),
+        prompt: areq.prompt.clone(),
+    };
+    match st.provider.begin_upstream(areq, &ConnectorId::new(connector_id), &callback_url, &options).await {
+        Ok(url) => Ok(see_other(&url)),
+        Err(e) => upstream_error(st, &req_id, e),
+    }
+}
+
+async fn upstream(
+    req: HttpRequest,
+    path: web::Path<String>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let connector_id = path.into_inner();
+    let req_id = req_param(&req)?;
+    let csrf = cookie_value(&req, &req_id);
+    let areq = request_for(&st, &req_id, csrf.as_deref(), &connector_id).await?;
+    let connector =
+        st.provider.connector(&connector_id).ok_or_else(|| LoginError::UnknownConnector(connector_id.clone()))?;
+    let cb = connector.callback.as_ref().ok_or_else(|| LoginError::UnknownConnector(connector_id.clone()))?;
+    let provider = query(&req).get("provider").ok().flatten().unwrap_or_default().to_owned();
+    if !cb.choices().iter().any(|c| c.provider == provider) {
+        return Err(PageError::bad_request("Sign-in failed", format!("Unknown sign-in provider {provider:?}.")));
+    }
+    start_upstream(&st, areq, &connector_id, provider).await
+}
+
+async fn callback(
+    req: HttpRequest,
+    path: web::Path<String>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let connector_id = path.into_inner();
+    let params =
+        CallbackParams { query: url::form_urlencoded::parse(req.query_string().as_bytes()).into_owned().collect() };
+    let Some(req_id) = params.get("state").map(str::to_owned) else {
+        return Err(LoginError::CallbackMismatch.into());
+    };
+    let csrf = cookie_value(&req, &req_id);
+    match st.provider.finish_upstream(&req_id, csrf.as_deref(), &ConnectorId::new(&connector_id), &params).await {
+        Ok(location) => {
+            tracing::info!(connector_id = %connector_id, "upstream login succeeded");
+            Ok(finished(&st, &req_id, &location))
+        }
+        Err(e) => upstream_error(&st, &req_id, e),
+    }
+}
+
+async fn handoff_page(
+    req: HttpRequest,
+    path: web::Path<String>,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let connector_id = path.into_inner();
+    let req_id = req_param(&req)?;
+    let csrf = cookie_value(&req, &req_id);
+    let areq = request_for(&st, &req_id, csrf.as_deref(), &connector_id).await?;
+    let client = st.provider.client_of(&areq)?;
+    let connector =
+        st.provider.connector(&connector_id).ok_or_else(|| LoginError::UnknownConnector(connector_id.clone()))?;
+    let handoff = connector.handoff.as_ref().ok_or_else(|| LoginError::UnknownConnector(connector_id.clone()))?;
+    let page = handoff.page();
+    Ok(pages::handoff_page(&HandoffView {
+        base: &st.base_path,
+        connector_id: &connector_id,
+        connector_name: &connector.name,
+        client_name: &client.name,
+        req_id: &req_id,
+        csrf: csrf.as_deref().unwrap_or_default(),
+        page: &page,
+    }))
+}
+
+async fn handoff_submit(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let connector_id = path.into_inner();
+    let form = super::read_form(&req, payload)
+        .await
+        .map_err(|e| PageError::bad_request("Sign-in failed", e.description().unwrap_or_default()))?;
+    let field = |name: &str| form.get(name).ok().flatten().unwrap_or_default().to_owned();
+    let req_id = field("req");
+    let cookie = cookie_value(&req, &req_id);
+    if cookie.as_deref() != Some(field("csrf").as_str()) {
+        return Err(LoginError::CsrfMismatch.into());
+    }
+    let token = field("token");
+    if token.is_empty() {
+        return Err(PageError::bad_request("Sign-in failed", "No sign-in token was received from the provider."));
+    }
+    match st.provider.finish_handoff(&req_id, cookie.as_deref(), &ConnectorId::new(&connector_id), &token).await {
+        Ok(location) => Ok(finished(&st, &req_id, &location)),
+        Err(e) => upstream_error(&st, &req_id, e),
+    }
+}
+
+async fn handoff_glue(path: web::Path<String>, st: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+    let connector_id = path.into_inner();
+    let handoff = st
+        .provider
+        .connector(&connector_id)
+        .and_then(|c| c.handoff.clone())
+        .ok_or_else(|| LoginError::UnknownConnector(connector_id.clone()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header(("Cache-Control", "public, max-age=300"))
+        .body(handoff.page().glue_js))
 }
