@@ -141,12 +141,12 @@ async fn login_page(
     let connector =
         st.provider.connector(&connector_id).ok_or_else(|| LoginError::UnknownConnector(connector_id.clone()))?;
     // A connector that only redirects upstream, to one place, needs no page of its own.
-    if connector.password.is_none() && connector.handoff.is_none() {
-        if let Some(cb) = &connector.callback
-            && let [only] = cb.choices().as_slice()
-        {
-            return start_upstream(&st, areq, &connector_id, only.provider.clone()).await;
-        }
+    if connector.password.is_none()
+        && connector.handoff.is_none()
+        && let Some(cb) = &connector.callback
+        && let [only] = cb.choices().as_slice()
+    {
+        return start_upstream(&st, areq, &connector_id, only.provider.clone()).await;
     }
     render_connector_page(
         &st,
