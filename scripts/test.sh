@@ -4,10 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: josekit links the system OpenSSL.
+# System packages: josekit links the system OpenSSL; upstream tests run Node.js programs.
 missing=()
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   sudo_cmd=""
@@ -15,6 +17,14 @@ if ((${#missing[@]})); then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}"
 fi
+
+# Real upstreams (npm oidc-provider, the Firebase Auth Emulator), pinned by lockfiles.
+for dir in tests/upstreams/*/; do
+  if [ -f "$dir/package-lock.json" ]; then
+    echo "== npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
