@@ -13,6 +13,7 @@ use keybridge_core::provider::Provider;
 use keybridge_core::signer::JwtSigner as _;
 use keybridge_core::store::Store;
 use keybridge_store::MemoryStore;
+use keybridge_store_postgres::PgStore;
 use keybridge_tokens::KeyManager;
 use tracing_actix_web::TracingLogger;
 use url::Url;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub base_path: String,
     /// Cookies get `Secure` when the issuer is https.
     pub secure_cookies: bool,
+    /// The PostgreSQL pool, when that is the store (for `/metrics`).
+    pub pg: Option<PgStore>,
 }
 
 /// What [`start`] needs besides the config; tests inject their own.
@@ -66,16 +69,27 @@ pub struct Running {
     pub server: actix_web::dev::Server,
 }
 
-/// Opens storage.
-pub fn open_store(cfg: &StorageConfig) -> Arc<dyn Store> {
+/// Opens storage. PostgreSQL is migrated first (`keybridge migrate` does the same on its own).
+pub async fn open_store(cfg: &StorageConfig) -> anyhow::Result<(Arc<dyn Store>, Option<PgStore>)> {
     match cfg {
-        StorageConfig::Memory => Arc::new(MemoryStore::new()),
+        StorageConfig::Memory => Ok((Arc::new(MemoryStore::new()), None)),
+        StorageConfig::Postgres { url, max_connections } => {
+            let pg = PgStore::connect(url, *max_connections).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let applied = pg.migrate().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            if !applied.is_empty() {
+                tracing::info!(?applied, "database migrated");
+            }
+            Ok((Arc::new(pg.clone()), Some(pg)))
+        }
     }
 }
 
 /// Builds the state: storage, keys, connectors, the discovery document.
 pub async fn build_state(config: &Config, deps: &Deps) -> anyhow::Result<AppState> {
-    let store = deps.store.clone().unwrap_or_else(|| open_store(&config.storage));
+    let (store, pg) = match deps.store.clone() {
+        Some(s) => (s, None),
+        None => open_store(&config.storage).await?,
+    };
     let settings = config.settings.clone();
     let retain = settings.access_token_ttl.max(settings.id_token_ttl);
     let keys = KeyManager::load_or_create(store.clone(), config.signing_alg, deps.clock.now(), retain).await?;
@@ -96,7 +110,7 @@ pub async fn build_state(config: &Config, deps: &Deps) -> anyhow::Result<AppStat
         keys.algorithm(),
         config.clients.iter().any(|c| c.is_public()),
     ));
-    Ok(AppState { provider, keys, discovery, base_path, secure_cookies: issuer.scheme() == "https" })
+    Ok(AppState { provider, keys, discovery, base_path, secure_cookies: issuer.scheme() == "https", pg })
 }
 
 /// Registers every route, under the issuer's path.

@@ -37,6 +37,12 @@ pub enum Command {
     },
     /// Read a password from stdin and print its argon2id PHC string.
     HashPassword,
+    /// Apply pending database migrations (PostgreSQL), then exit.
+    Migrate {
+        /// The YAML config file.
+        #[arg(long, env = "KEYBRIDGE_CONFIG")]
+        config: PathBuf,
+    },
     /// Print what to type into a GPT editor's OAuth form for a client.
     GptSetup {
         /// The YAML config file.
@@ -65,6 +71,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::HashPassword => hash_password(),
+        Command::Migrate { config } => migrate(&config),
         Command::GptSetup { config, client } => gpt_setup(&config, &client),
     }
 }
@@ -113,13 +120,7 @@ fn serve(path: &Path) -> ExitCode {
         return ExitCode::FAILURE;
     };
     init_tracing(&cfg);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(runtime) = runtime() else { return ExitCode::FAILURE };
     let banner = banner(&cfg);
     let result = runtime.block_on(async move {
         let running = app::start(cfg, Deps::default()).await?;
@@ -164,6 +165,43 @@ pub fn banner(cfg: &Config) -> String {
         }
     }
     s
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+fn migrate(path: &Path) -> ExitCode {
+    let Some(cfg) = load_or_report(path) else { return ExitCode::FAILURE };
+    let config::StorageConfig::Postgres { url, max_connections } = &cfg.storage else {
+        println!("storage kind is memory: there is nothing to migrate");
+        return ExitCode::SUCCESS;
+    };
+    let Some(rt) = runtime() else { return ExitCode::FAILURE };
+    let result = rt.block_on(async {
+        let pg = keybridge_store_postgres::PgStore::connect(url, *max_connections).map_err(|e| e.to_string())?;
+        pg.migrate().await
+    });
+    match result {
+        Ok(applied) if applied.is_empty() => {
+            println!("the database is up to date");
+            ExitCode::SUCCESS
+        }
+        Ok(applied) => {
+            println!("applied migrations: {applied:?}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("keybridge migrate: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn hash_password() -> ExitCode {

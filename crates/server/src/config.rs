@@ -46,14 +46,20 @@ pub struct RawConfig {
 /// `storage:`.
 #[derive(Debug, Deserialize)]
 pub struct RawStorage {
-    /// `memory` (the embedded default).
+    /// `memory` (the embedded default) or `postgres`.
     #[serde(default = "default_storage_kind")]
     pub kind: String,
+    /// `postgres`: a connection URL, `postgres://user:password@host:5432/db`.
+    pub url: Option<String>,
+    /// `postgres`: the name of an environment variable holding the URL (keeps the password out of the file).
+    pub url_env: Option<String>,
+    /// `postgres`: the connection pool's size (default 16).
+    pub max_connections: Option<usize>,
 }
 
 impl Default for RawStorage {
     fn default() -> Self {
-        Self { kind: default_storage_kind() }
+        Self { kind: default_storage_kind(), url: None, url_env: None, max_connections: None }
     }
 }
 
@@ -140,10 +146,37 @@ pub struct Config {
 }
 
 /// Validated `storage:`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum StorageConfig {
     /// In-process memory.
     Memory,
+    /// PostgreSQL.
+    Postgres {
+        /// Connection URL (may hold a password: never printed).
+        url: String,
+        /// Pool size.
+        max_connections: usize,
+    },
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory"),
+            Self::Postgres { url, max_connections } => {
+                // Never print the password.
+                let shown = url::Url::parse(url)
+                    .map(|mut u| {
+                        if u.password().is_some() {
+                            let _ = u.set_password(Some("***"));
+                        }
+                        u.to_string()
+                    })
+                    .unwrap_or_else(|_| "(unparsable URL)".into());
+                write!(f, "postgres {shown} (pool {max_connections})")
+            }
+        }
+    }
 }
 
 /// Every problem found, in order.
@@ -212,13 +245,7 @@ fn validate(raw: RawConfig, problems: &mut Vec<String>) -> Option<Config> {
             }
         },
     };
-    let storage = match raw.storage.kind.as_str() {
-        "memory" => Some(StorageConfig::Memory),
-        other => {
-            problems.push(format!("storage.kind: unknown kind {other:?} (supported: memory)"));
-            None
-        }
-    };
+    let storage = check_storage(&raw.storage, problems);
     let signing_alg = match raw.tokens.signing_alg.as_deref().unwrap_or("RS256").parse::<Algorithm>() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -278,6 +305,53 @@ fn validate(raw: RawConfig, problems: &mut Vec<String>) -> Option<Config> {
         secret_env,
     })
     .filter(|_| issuer.is_some())
+}
+
+fn check_storage(s: &RawStorage, problems: &mut Vec<String>) -> Option<StorageConfig> {
+    match s.kind.as_str() {
+        "memory" => {
+            for (key, set) in [("url", s.url.is_some()), ("url_env", s.url_env.is_some()), ("max_connections", s.max_connections.is_some())] {
+                if set {
+                    problems.push(format!("storage.{key}: only applies to kind: postgres"));
+                }
+            }
+            Some(StorageConfig::Memory)
+        }
+        "postgres" => {
+            let url = match (&s.url, &s.url_env) {
+                (Some(_), Some(_)) => {
+                    problems.push("storage: set either url or url_env, not both".into());
+                    None
+                }
+                (Some(u), None) => Some(u.clone()),
+                (None, Some(var)) => match std::env::var(var) {
+                    Ok(u) if !u.is_empty() => Some(u),
+                    _ => {
+                        problems.push(format!("storage.url_env: environment variable {var} is not set or empty"));
+                        None
+                    }
+                },
+                (None, None) => {
+                    problems.push("storage.url: required for kind: postgres (postgres://user:password@host:5432/db)".into());
+                    None
+                }
+            };
+            if let Some(u) = &url
+                && u.parse::<tokio_postgres::Config>().is_err()
+            {
+                problems.push("storage.url: not a PostgreSQL connection URL (postgres://user:password@host:5432/db)".into());
+            }
+            let max_connections = s.max_connections.unwrap_or(16);
+            if !(1..=1000).contains(&max_connections) {
+                problems.push("storage.max_connections: must be between 1 and 1000".into());
+            }
+            url.map(|url| StorageConfig::Postgres { url, max_connections })
+        }
+        other => {
+            problems.push(format!("storage.kind: unknown kind {other:?} (supported: memory, postgres)"));
+            None
+        }
+    }
 }
 
 /// Writes serde_ignored's `clients.0.secrt` as `clients[0].secrt`, like every other message.
@@ -511,7 +585,7 @@ connectors:
             "issuer: \"http://auth.example.com/\" must use https",
             "must not end with a slash",
             "listen: \"nowhere\" is not a host:port",
-            "storage.kind: unknown kind \"mongo\"",
+            "storage.kind: unknown kind \"mongo\" (supported: memory, postgres)",
             "clients[0]: missing secret",
             "clients[0].redirect_uris[0]: \"/relative\" is not an absolute URI",
             "clients[0].redirect_uris[1]: \"http://evil.example/cb\" must use https",

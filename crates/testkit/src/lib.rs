@@ -14,6 +14,7 @@ use keybridge_store::MemoryStore;
 use url::Url;
 
 pub mod mock;
+pub mod pg;
 pub mod process;
 
 /// The confidential GPT-style client's id, secret and redirect URI.
