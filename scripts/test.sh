@@ -10,6 +10,8 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# Tests start their own throwaway PostgreSQL clusters from the server binaries.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   sudo_cmd=""
@@ -32,3 +34,6 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== the browser and token flows again, on PostgreSQL"
+KEYBRIDGE_TEST_STORAGE=postgres cargo test --locked -p keybridge-it -- \
+  authorize:: login:: token:: refresh:: userinfo:: gpt:: oidc_rp:: malformed:: upstream:: discovery::

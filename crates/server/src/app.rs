@@ -14,7 +14,7 @@ use keybridge_core::signer::JwtSigner as _;
 use keybridge_core::store::Store;
 use keybridge_store::MemoryStore;
 use keybridge_store_postgres::PgStore;
-use keybridge_tokens::KeyManager;
+use keybridge_tokens::{KeyManager, KeyOptions};
 use tracing_actix_web::TracingLogger;
 use url::Url;
 
@@ -35,6 +35,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// The PostgreSQL pool, when that is the store (for `/metrics`).
     pub pg: Option<PgStore>,
+    /// Prometheus metrics.
+    pub metrics: crate::observe::Metrics,
 }
 
 /// What [`start`] needs besides the config; tests inject their own.
@@ -84,6 +86,17 @@ pub async fn open_store(cfg: &StorageConfig) -> anyhow::Result<(Arc<dyn Store>, 
     }
 }
 
+/// The key manager's options from the config.
+pub fn key_options(config: &Config) -> KeyOptions {
+    let s = &config.settings;
+    KeyOptions {
+        alg: config.signing_alg,
+        retain_secs: s.access_token_ttl.max(s.id_token_ttl),
+        publish_delay: config.keys.publish_delay,
+        sealer: config.keys.sealer.clone(),
+    }
+}
+
 /// Builds the state: storage, keys, connectors, the discovery document.
 pub async fn build_state(config: &Config, deps: &Deps) -> anyhow::Result<AppState> {
     let (store, pg) = match deps.store.clone() {
@@ -91,8 +104,10 @@ pub async fn build_state(config: &Config, deps: &Deps) -> anyhow::Result<AppStat
         None => open_store(&config.storage).await?,
     };
     let settings = config.settings.clone();
-    let retain = settings.access_token_ttl.max(settings.id_token_ttl);
-    let keys = KeyManager::load_or_create(store.clone(), config.signing_alg, deps.clock.now(), retain).await?;
+    if pg.is_some() && !config.keys.sealer.is_sealing() {
+        tracing::warn!("signing keys are stored unencrypted: set keys.encryption_key_env or keys.encryption_key_file");
+    }
+    let keys = KeyManager::load_or_create_with(store.clone(), key_options(config), deps.clock.now()).await?;
     let mut connectors: Vec<_> = config.connectors.iter().map(|c| c.open()).collect();
     connectors.extend(deps.extra_connectors.iter().cloned());
     let provider = Arc::new(Provider {
@@ -110,7 +125,7 @@ pub async fn build_state(config: &Config, deps: &Deps) -> anyhow::Result<AppStat
         keys.algorithm(),
         config.clients.iter().any(|c| c.is_public()),
     ));
-    Ok(AppState { provider, keys, discovery, base_path, secure_cookies: issuer.scheme() == "https", pg })
+    Ok(AppState { provider, keys, discovery, base_path, secure_cookies: issuer.scheme() == "https", pg, metrics: crate::observe::Metrics::new()? })
 }
 
 /// Registers every route, under the issuer's path.
@@ -150,7 +165,8 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
                     .add(("X-Content-Type-Options", "nosniff"))
                     .add(("Referrer-Policy", "no-referrer")),
             )
-            .wrap(TracingLogger::default())
+            .wrap(actix_web::middleware::from_fn(crate::observe::track))
+            .wrap(TracingLogger::<crate::observe::KeybridgeRootSpan>::new())
             .configure(routes.clone())
     })
     .shutdown_timeout(20)
@@ -161,7 +177,27 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
     let server = server.run();
     let handle = server.handle();
     spawn_housekeeping(state.provider.clone());
+    spawn_key_maintenance(state.keys.clone(), state.provider.clone(), config.keys.rotation_period, config.keys.publish_delay);
     Ok(Running { addr, handle, state, server })
+}
+
+/// Reloads the keys (another replica may have rotated) and rotates when the period is up. Runs
+/// at least twice per publish delay, so every replica publishes a new key before it signs.
+fn spawn_key_maintenance(keys: Arc<KeyManager>, provider: Arc<Provider>, rotation_period: Option<i64>, publish_delay: i64) {
+    let every = Duration::from_secs((publish_delay / 2).clamp(1, 30) as u64);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let now = provider.now();
+            let due = rotation_period.is_some_and(|p| keys.newest_key_created_at().saturating_add(p) <= now);
+            let result = if due { keys.rotate(now).await.map(|kid| tracing::info!(%kid, "signing key rotated on schedule")) } else { keys.reload_at(now).await };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "signing key maintenance failed; will retry");
+            }
+        }
+    });
 }
 
 /// Deletes expired records in bounded batches, every minute.

@@ -37,6 +37,12 @@ pub enum Command {
     },
     /// Read a password from stdin and print its argon2id PHC string.
     HashPassword,
+    /// Manage signing keys in shared storage.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Apply pending database migrations (PostgreSQL), then exit.
     Migrate {
         /// The YAML config file.
@@ -51,6 +57,23 @@ pub enum Command {
         /// The client's id.
         #[arg(long)]
         client: String,
+    },
+}
+
+/// `keybridge keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Rotate the signing key now: every replica publishes the new key, which signs after the publish delay.
+    Rotate {
+        /// The YAML config file.
+        #[arg(long, env = "KEYBRIDGE_CONFIG")]
+        config: PathBuf,
+    },
+    /// List the signing keys (no private material).
+    List {
+        /// The YAML config file.
+        #[arg(long, env = "KEYBRIDGE_CONFIG")]
+        config: PathBuf,
     },
 }
 
@@ -72,6 +95,7 @@ pub fn main() -> ExitCode {
         },
         Command::HashPassword => hash_password(),
         Command::Migrate { config } => migrate(&config),
+        Command::Keys { command } => keys(command),
         Command::GptSetup { config, client } => gpt_setup(&config, &client),
     }
 }
@@ -199,6 +223,43 @@ fn migrate(path: &Path) -> ExitCode {
         }
         Err(e) => {
             eprintln!("keybridge migrate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn keys(command: KeysCommand) -> ExitCode {
+    let (path, rotate) = match &command {
+        KeysCommand::Rotate { config } => (config.clone(), true),
+        KeysCommand::List { config } => (config.clone(), false),
+    };
+    let Some(cfg) = load_or_report(&path) else { return ExitCode::FAILURE };
+    if matches!(cfg.storage, config::StorageConfig::Memory) {
+        eprintln!("keybridge keys: storage kind is memory, whose keys live inside the running server; use kind: postgres to manage keys from here");
+        return ExitCode::FAILURE;
+    }
+    let Some(rt) = runtime() else { return ExitCode::FAILURE };
+    let result = rt.block_on(async {
+        let (store, _) = app::open_store(&cfg.storage).await?;
+        let now = keybridge_core::clock::Clock::now(&keybridge_core::clock::SystemClock);
+        let km = keybridge_tokens::KeyManager::load_or_create_with(store, app::key_options(&cfg), now).await?;
+        if rotate {
+            let kid = km.rotate(now).await?;
+            println!("rotated: new key {kid} is published now and signs after {}s", cfg.keys.publish_delay);
+        }
+        println!("{:<34} {:<6} {:<8} {:<12} {:<12} {:<12}", "kid", "alg", "state", "created", "retired", "expires");
+        for k in km.keys() {
+            let state = if k.active { "newest" } else if k.published { "retired" } else { "expired" };
+            let t = |v: Option<i64>| v.map_or("-".to_string(), |s| s.to_string());
+            println!("{:<34} {:<6} {:<8} {:<12} {:<12} {:<12}", k.kid, k.alg, state, k.created_at, t(k.retired_at), t(k.expires_at));
+        }
+        println!("signing now: {}", km.active_kid());
+        anyhow::Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keybridge keys: {e:#}");
             ExitCode::FAILURE
         }
     }

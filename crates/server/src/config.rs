@@ -32,6 +32,9 @@ pub struct RawConfig {
     /// Token lifetimes and the signing algorithm.
     #[serde(default)]
     pub tokens: RawTokens,
+    /// Signing-key rotation and encryption at rest.
+    #[serde(default)]
+    pub keys: RawKeys,
     /// Log format and level.
     #[serde(default)]
     pub logging: RawLogging,
@@ -86,6 +89,29 @@ pub struct RawTokens {
     pub refresh_reuse_grace: Option<Duration>,
 }
 
+/// `keys:`.
+#[derive(Debug, Deserialize, Default)]
+pub struct RawKeys {
+    /// How often the signing key rotates (default 30 days; `0s` turns automatic rotation off).
+    #[serde(default, with = "humantime_serde")]
+    pub rotation_period: Option<Duration>,
+    /// How long a new key is published before it signs (default 6 minutes: longer than the JWKS
+    /// `max-age`, so relying parties have it first).
+    #[serde(default, with = "humantime_serde")]
+    pub publish_delay: Option<Duration>,
+    /// An environment variable holding the 256-bit key that encrypts private keys at rest
+    /// (base64 or hex).
+    pub encryption_key_env: Option<String>,
+    /// A file holding that key.
+    pub encryption_key_file: Option<String>,
+    /// Environment variables holding earlier encryption keys, still accepted for decryption.
+    #[serde(default)]
+    pub old_encryption_key_envs: Vec<String>,
+    /// Files holding earlier encryption keys.
+    #[serde(default)]
+    pub old_encryption_key_files: Vec<String>,
+}
+
 /// `logging:`.
 #[derive(Debug, Deserialize, Default)]
 pub struct RawLogging {
@@ -133,6 +159,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Signing algorithm.
     pub signing_alg: Algorithm,
+    /// Key rotation and encryption.
+    pub keys: KeysConfig,
     /// Log format is JSON.
     pub log_json: bool,
     /// Log filter.
@@ -143,6 +171,17 @@ pub struct Config {
     pub connectors: Vec<ConnectorSpec>,
     /// For clients whose secret comes from the environment: client id to variable name.
     pub secret_env: HashMap<String, String>,
+}
+
+/// Validated `keys:`.
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    /// Automatic rotation period, seconds (`None`: off).
+    pub rotation_period: Option<i64>,
+    /// Publish delay, seconds.
+    pub publish_delay: i64,
+    /// Encryption at rest.
+    pub sealer: std::sync::Arc<keybridge_tokens::Sealer>,
 }
 
 /// Validated `storage:`.
@@ -287,6 +326,7 @@ fn validate(raw: RawConfig, problems: &mut Vec<String>) -> Option<Config> {
     };
 
     let secret_env = raw.clients.iter().filter_map(|c| Some((c.id.clone()?, c.secret_env.clone()?))).collect();
+    let keys = check_keys(&raw.keys, problems);
     let clients = check_clients(raw.clients, problems);
     let connectors = connectors::check_all(raw.connectors, problems);
     if connectors.is_empty() && problems.is_empty() {
@@ -298,6 +338,7 @@ fn validate(raw: RawConfig, problems: &mut Vec<String>) -> Option<Config> {
         listen: listen?,
         storage: storage?,
         signing_alg: signing_alg?,
+        keys: keys?,
         log_json,
         log_level: raw.logging.level.unwrap_or_else(|| "info".into()),
         clients,
@@ -305,6 +346,68 @@ fn validate(raw: RawConfig, problems: &mut Vec<String>) -> Option<Config> {
         secret_env,
     })
     .filter(|_| issuer.is_some())
+}
+
+fn read_key(source: &str, value: Result<String, String>, problems: &mut Vec<String>) -> Option<[u8; 32]> {
+    match value {
+        Err(e) => {
+            problems.push(format!("{source}: {e}"));
+            None
+        }
+        Ok(text) => match keybridge_tokens::seal::parse_key(&text) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                problems.push(format!("{source}: the key {e} (make one with `openssl rand -base64 32`)"));
+                None
+            }
+        },
+    }
+}
+
+fn env_value(var: &str) -> Result<String, String> {
+    std::env::var(var).ok().filter(|v| !v.is_empty()).ok_or_else(|| format!("environment variable {var} is not set or empty"))
+}
+
+fn file_value(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))
+}
+
+fn check_keys(k: &RawKeys, problems: &mut Vec<String>) -> Option<KeysConfig> {
+    let before = problems.len();
+    let current = match (&k.encryption_key_env, &k.encryption_key_file) {
+        (Some(_), Some(_)) => {
+            problems.push("keys: set either encryption_key_env or encryption_key_file, not both".into());
+            None
+        }
+        (Some(var), None) => read_key("keys.encryption_key_env", env_value(var), problems),
+        (None, Some(path)) => read_key("keys.encryption_key_file", file_value(path), problems),
+        (None, None) => None,
+    };
+    let mut old = Vec::new();
+    for (i, var) in k.old_encryption_key_envs.iter().enumerate() {
+        old.extend(read_key(&format!("keys.old_encryption_key_envs[{i}]"), env_value(var), problems));
+    }
+    for (i, path) in k.old_encryption_key_files.iter().enumerate() {
+        old.extend(read_key(&format!("keys.old_encryption_key_files[{i}]"), file_value(path), problems));
+    }
+    if current.is_none() && !old.is_empty() && problems.len() == before {
+        problems.push("keys: old encryption keys are set but no current encryption key (encryption_key_env or encryption_key_file)".into());
+    }
+    let rotation_period = match k.rotation_period {
+        None => Some(30 * 24 * 3600),
+        Some(d) if d.is_zero() => None,
+        Some(d) if d.as_secs() < 60 => {
+            problems.push("keys.rotation_period: must be at least 1m (or 0s to turn automatic rotation off)".into());
+            None
+        }
+        Some(d) => Some(d.as_secs() as i64),
+    };
+    let publish_delay = k.publish_delay.map_or(360, |d| d.as_secs() as i64);
+    (problems.len() == before).then(|| KeysConfig {
+        rotation_period,
+        publish_delay,
+        sealer: std::sync::Arc::new(keybridge_tokens::Sealer::new(current, old)),
+    })
 }
 
 fn check_storage(s: &RawStorage, problems: &mut Vec<String>) -> Option<StorageConfig> {

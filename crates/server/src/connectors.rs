@@ -5,13 +5,16 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use keybridge_connector_firebase::FirebaseConnector;
 use keybridge_connector_local::LocalConnector;
+use keybridge_connector_oidc::OidcConnector;
+use keybridge_connector_supabase::SupabaseConnector;
 use keybridge_core::connector::Connector;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 /// The connector types this build knows.
-pub const TYPES: &[&str] = &["local"];
+pub const TYPES: &[&str] = &["local", "supabase", "oidc", "firebase"];
 
 /// One `connectors:` entry, before its type is known.
 #[derive(Debug, Deserialize)]
@@ -43,6 +46,12 @@ pub struct ConnectorSpec {
 pub enum ConnectorKind {
     /// `local`.
     Local(Arc<LocalConnector>),
+    /// `supabase`.
+    Supabase(Arc<SupabaseConnector>),
+    /// `oidc`: any OpenID provider.
+    Oidc(Arc<OidcConnector>),
+    /// `firebase`.
+    Firebase(Arc<FirebaseConnector>),
 }
 
 impl ConnectorSpec {
@@ -50,6 +59,9 @@ impl ConnectorSpec {
     pub fn type_name(&self) -> &'static str {
         match self.kind {
             ConnectorKind::Local(_) => "local",
+            ConnectorKind::Supabase(_) => "supabase",
+            ConnectorKind::Oidc(_) => "oidc",
+            ConnectorKind::Firebase(_) => "firebase",
         }
     }
 
@@ -61,6 +73,16 @@ impl ConnectorSpec {
                 c.password = Some(l.clone());
                 c
             }
+            ConnectorKind::Supabase(s) => s.connector(&self.id, &self.name),
+            ConnectorKind::Oidc(o) => {
+                let mut c = Connector::new(&self.id, &self.name);
+                c.callback = Some(o.clone());
+                if o.settings().refresh_upstream {
+                    c.refresher = Some(o.clone());
+                }
+                c
+            }
+            ConnectorKind::Firebase(f) => f.connector(&self.id, &self.name),
         }
     }
 }
@@ -81,6 +103,11 @@ fn parse_config<T: DeserializeOwned>(at: &str, value: Option<config::Value>, pro
             None
         }
     }
+}
+
+/// A built connector, or its problems prefixed with `{at}.config.`.
+fn open_or_report<T>(at: &str, built: Result<T, Vec<String>>, problems: &mut Vec<String>) -> Option<T> {
+    built.map_err(|errs| problems.extend(errs.into_iter().map(|e| format!("{at}.config.{e}")))).ok()
 }
 
 /// Validates every entry.
@@ -121,6 +148,20 @@ pub fn check_all(raw: Vec<RawConnector>, problems: &mut Vec<String>) -> Vec<Conn
                     }
                 })
             }
+            Some("supabase") => parse_config::<keybridge_connector_supabase::Config>(&at, c.config, problems)
+                .and_then(|cfg| match SupabaseConnector::open(cfg) {
+                    Ok(s) => Some(ConnectorKind::Supabase(Arc::new(s))),
+                    Err(errs) => {
+                        problems.extend(errs.into_iter().map(|e| format!("{at}.config.{e}")));
+                        None
+                    }
+                }),
+            Some("oidc") => parse_config::<keybridge_connector_oidc::Config>(&at, c.config, problems)
+                .and_then(|cfg| open_or_report(&at, OidcConnector::open(cfg), problems))
+                .map(|o| ConnectorKind::Oidc(Arc::new(o))),
+            Some("firebase") => parse_config::<keybridge_connector_firebase::Config>(&at, c.config, problems)
+                .and_then(|cfg| open_or_report(&at, FirebaseConnector::open(cfg), problems))
+                .map(|f| ConnectorKind::Firebase(Arc::new(f))),
             Some(other) => {
                 problems.push(format!("{at}.type: unknown connector type {other:?} (known: {})", TYPES.join(", ")));
                 None

@@ -9,5 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod errors;
+pub mod observe;
 pub mod pages;
 pub mod routes;

@@ -13,6 +13,7 @@ use keybridge_server::config;
 use keybridge_store::MemoryStore;
 use url::Url;
 
+pub mod fakes;
 pub mod mock;
 pub mod pg;
 pub mod process;
@@ -129,6 +130,18 @@ pub struct Options {
     pub connectors: Vec<keybridge_core::connector::Connector>,
 }
 
+/// The environment variable that runs the integration suite on PostgreSQL instead of memory.
+pub const STORAGE_ENV: &str = "KEYBRIDGE_TEST_STORAGE";
+
+/// A fresh store of the kind `KEYBRIDGE_TEST_STORAGE` names (`memory`, the default, or `postgres`).
+pub async fn default_store() -> Arc<dyn Store> {
+    match std::env::var(STORAGE_ENV).as_deref() {
+        Ok("postgres") => Arc::new(pg::test_store().await),
+        Ok("memory") | Err(_) => Arc::new(MemoryStore::new()),
+        Ok(other) => panic!("{STORAGE_ENV}={other:?}: use memory or postgres"),
+    }
+}
+
 /// Starts a broker with the default test config.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
@@ -144,7 +157,10 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         None => default_yaml(&issuer, &addr.to_string()),
     };
     let cfg = config::from_yaml(&yaml).unwrap_or_else(|e| panic!("test config is invalid: {e}"));
-    let store: Arc<dyn Store> = opts.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+    let store: Arc<dyn Store> = match opts.store {
+        Some(s) => s,
+        None => default_store().await,
+    };
     let clock = Arc::new(FixedClock::new(SystemClock.now()));
     let Running { handle, state, server, .. } = app::start(
         cfg,

@@ -83,6 +83,11 @@ impl PgCluster {
         cluster
     }
 
+    /// Another handle on the same cluster (for moving into a blocking task).
+    pub fn clone_handle(&self) -> PgCluster {
+        PgCluster { dir: self.dir.clone(), port: self.port, bin: self.bin.clone(), as_postgres: self.as_postgres }
+    }
+
     /// Starts (or restarts) the server and waits until it accepts connections.
     pub fn start(&self) {
         let opts = format!(

@@ -11,6 +11,7 @@ use keybridge_core::types::{ConnectorData, KeyId, random_id};
 use serde_json::{Map, Value};
 
 use crate::manager::KeyInfo;
+use crate::seal::Sealer;
 use crate::{Algorithm, TokenError};
 
 /// RSA modulus size for `RS256` keys.
@@ -116,8 +117,11 @@ pub(crate) fn active_record(records: &[SigningKeyRecord]) -> Option<&SigningKeyR
 
 /// An immutable snapshot of the keys: swapped whole on load, reload and rotate.
 pub(crate) struct KeySet {
-    /// Signs new tokens.
+    /// The newest key (the one rotation installed last).
     pub(crate) active: Arc<PreparedKey>,
+    /// Signs new tokens: the active key once it has been published for the publish delay, the
+    /// previous key until then (so every replica and relying party has the new key first).
+    pub(crate) signer: Arc<PreparedKey>,
     /// Every published (unexpired) key, by `kid`, the active one included.
     pub(crate) published: HashMap<String, Arc<PreparedKey>>,
     /// `{"keys":[...]}`, active key first.
@@ -134,6 +138,8 @@ impl KeySet {
         records: &[SigningKeyRecord],
         now: UnixTime,
         previous: Option<&KeySet>,
+        sealer: &Sealer,
+        publish_delay: i64,
     ) -> Result<KeySet, TokenError> {
         let active_rec = active_record(records).ok_or(TokenError::NoActiveKey)?;
         let prepare = |rec: &SigningKeyRecord| -> Result<Arc<PreparedKey>, TokenError> {
@@ -143,7 +149,8 @@ impl KeySet {
             {
                 return Ok(Arc::clone(prev));
             }
-            PreparedKey::from_pem(&rec.kid, alg, rec.private_pem.secret().as_bytes()).map(Arc::new)
+            let pem = sealer.open(rec.kid.as_str(), rec.private_pem.secret())?;
+            PreparedKey::from_pem(&rec.kid, alg, pem.as_bytes()).map(Arc::new)
         };
 
         let active = prepare(active_rec)?;
@@ -194,6 +201,19 @@ impl KeySet {
             .collect();
         infos.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.kid.cmp(&b.kid)));
 
-        Ok(KeySet { active, published, jwks, infos })
+        // Until the new key has been published for `publish_delay`, keep signing with the key it
+        // replaced (the most recently retired one still published).
+        let signer = if active_rec.created_at.saturating_add(publish_delay) > now {
+            records
+                .iter()
+                .filter(|r| r.retired_at.is_some() && r.kid != active_rec.kid)
+                .max_by_key(|r| (r.retired_at, r.created_at))
+                .and_then(|r| published.get(r.kid.as_str()).cloned())
+                .unwrap_or_else(|| Arc::clone(&active))
+        } else {
+            Arc::clone(&active)
+        };
+
+        Ok(KeySet { active, signer, published, jwks, infos })
     }
 }

@@ -16,6 +16,7 @@ mod algorithm;
 mod error;
 mod keys;
 mod manager;
+pub mod seal;
 
 #[cfg(test)]
 mod test_store;
@@ -24,4 +25,5 @@ mod tests;
 
 pub use algorithm::Algorithm;
 pub use error::TokenError;
-pub use manager::{KeyInfo, KeyManager};
+pub use manager::{KeyInfo, KeyManager, KeyOptions};
+pub use seal::Sealer;

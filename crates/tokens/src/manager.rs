@@ -9,11 +9,12 @@ use josekit::jws::{JwsHeader, JwsVerifier};
 use keybridge_core::clock::{Clock as _, SystemClock, UnixTime};
 use keybridge_core::signer::{JwtSigner, SignError, VerifyError};
 use keybridge_core::store::{SigningKeyRecord, StorageError, Store};
-use keybridge_core::types::KeyId;
+use keybridge_core::types::{ConnectorData, KeyId};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::keys::{KeySet, active_record, generate_record};
+use crate::seal::Sealer;
 use crate::{Algorithm, TokenError};
 
 /// How many times [`KeyManager::rotate`] retries after losing a compare-and-swap.
@@ -51,6 +52,8 @@ pub struct KeyManager {
     /// The configured algorithm: what new keys are generated with.
     alg: Algorithm,
     retain_secs: i64,
+    publish_delay: i64,
+    sealer: Arc<Sealer>,
     pub(crate) keys: ArcSwap<KeySet>,
     /// Serialises read-and-swap, so a slow reload cannot swap in an older snapshot over a newer one.
     refresh: tokio::sync::Mutex<()>,
@@ -68,19 +71,48 @@ impl fmt::Debug for KeyManager {
     }
 }
 
+/// How keys are made, kept and rotated.
+#[derive(Clone, Debug)]
+pub struct KeyOptions {
+    /// What new keys are generated with.
+    pub alg: Algorithm,
+    /// How long a retired key stays published: the longest token lifetime.
+    pub retain_secs: i64,
+    /// How long a new key is published before it signs (replicas reload and relying parties
+    /// refetch the JWKS in that time). The key it replaces signs until then.
+    pub publish_delay: i64,
+    /// Encryption of private keys at rest.
+    pub sealer: Arc<Sealer>,
+}
+
+impl KeyOptions {
+    /// No publish delay, no encryption.
+    pub fn new(alg: Algorithm, retain_secs: i64) -> Self {
+        Self { alg, retain_secs, publish_delay: 0, sealer: Arc::new(Sealer::none()) }
+    }
+}
+
+/// A generated record with its private key sealed for storage.
+async fn sealed_record(sealer: &Sealer, alg: Algorithm, now: UnixTime) -> Result<SigningKeyRecord, TokenError> {
+    let mut record = generate_record(alg, now).await?;
+    record.private_pem = ConnectorData::new(sealer.seal(record.kid.as_str(), record.private_pem.secret())?);
+    Ok(record)
+}
+
 impl KeyManager {
+    /// [`KeyManager::load_or_create_with`] without a publish delay or encryption.
+    pub async fn load_or_create(store: Arc<dyn Store>, alg: Algorithm, now: UnixTime, retain_secs: i64) -> Result<Arc<KeyManager>, TokenError> {
+        Self::load_or_create_with(store, KeyOptions::new(alg, retain_secs), now).await
+    }
+
     /// Loads keys from the store; if there is no active key, or the active key's alg differs
     /// from `alg`, generates a new key for `alg` and installs it with
     /// [`Store::rotate_signing_key`] (compare-and-swap), retiring the old one until
     /// `now + retain_secs`. If another replica wins the race, its key is used.
     ///
     /// `retain_secs` is how long a retired key stays published: the longest token lifetime.
-    pub async fn load_or_create(
-        store: Arc<dyn Store>,
-        alg: Algorithm,
-        now: UnixTime,
-        retain_secs: i64,
-    ) -> Result<Arc<KeyManager>, TokenError> {
+    pub async fn load_or_create_with(store: Arc<dyn Store>, opts: KeyOptions, now: UnixTime) -> Result<Arc<KeyManager>, TokenError> {
+        let KeyOptions { alg, retain_secs, publish_delay, sealer } = opts;
         let mut records = store.list_signing_keys().await?;
         let current = active_record(&records).map(|r| (r.kid.clone(), r.alg.clone()));
         let needs_key = match &current {
@@ -89,8 +121,9 @@ impl KeyManager {
         };
         if needs_key {
             let expected = current.as_ref().map(|(kid, _)| kid.clone());
-            let record = generate_record(alg, now).await?;
-            match store.rotate_signing_key(expected.as_ref(), &record, now, now.saturating_add(retain_secs)).await {
+            let record = sealed_record(&sealer, alg, now).await?;
+            let old_expires = now.saturating_add(publish_delay).saturating_add(retain_secs);
+            match store.rotate_signing_key(expected.as_ref(), &record, now, old_expires).await {
                 Ok(()) => {
                     tracing::info!(kid = %record.kid, %alg, retired = ?expected, "installed a new signing key");
                 }
@@ -101,7 +134,7 @@ impl KeyManager {
             }
             records = store.list_signing_keys().await?;
         }
-        let set = KeySet::build(&records, now, None)?;
+        let set = KeySet::build(&records, now, None, &sealer, publish_delay)?;
         if set.active.alg != alg {
             tracing::warn!(
                 configured = %alg,
@@ -114,6 +147,8 @@ impl KeyManager {
             store,
             alg,
             retain_secs,
+            publish_delay,
+            sealer,
             keys: ArcSwap::from_pointee(set),
             refresh: tokio::sync::Mutex::new(()),
         }))
@@ -132,7 +167,7 @@ impl KeyManager {
         let records = self.store.list_signing_keys().await?;
         let set = {
             let previous = self.keys.load();
-            KeySet::build(&records, now, Some(&previous))?
+            KeySet::build(&records, now, Some(&previous), &self.sealer, self.publish_delay)?
         };
         self.keys.store(Arc::new(set));
         Ok(())
@@ -142,7 +177,7 @@ impl KeyManager {
     /// and stays in the JWKS until `now + retain_secs`. Retries a few times if another replica
     /// rotates concurrently. Returns the new key's `kid`.
     pub async fn rotate(&self, now: UnixTime) -> Result<KeyId, TokenError> {
-        let record = generate_record(self.alg, now).await?;
+        let record = sealed_record(&self.sealer, self.alg, now).await?;
         for _ in 0..ROTATE_ATTEMPTS {
             let expected = self.keys.load().active.kid.clone();
             match self.try_install(&expected, &record, now).await {
@@ -169,7 +204,8 @@ impl KeyManager {
         record: &SigningKeyRecord,
         now: UnixTime,
     ) -> Result<(), StorageError> {
-        self.store.rotate_signing_key(Some(expected), record, now, now.saturating_add(self.retain_secs)).await
+        let old_expires = now.saturating_add(self.publish_delay).saturating_add(self.retain_secs);
+        self.store.rotate_signing_key(Some(expected), record, now, old_expires).await
     }
 
     /// The JWKS document (`{"keys":[...]}`), pre-serialised: public keys only, each with `kid`,
@@ -180,12 +216,17 @@ impl KeyManager {
 
     /// The `kid` new tokens are signed with.
     pub fn active_kid(&self) -> KeyId {
-        self.keys.load().active.kid.clone()
+        self.keys.load().signer.kid.clone()
     }
 
     /// The algorithm new tokens are signed with.
     pub fn active_algorithm(&self) -> Algorithm {
-        self.keys.load().active.alg
+        self.keys.load().signer.alg
+    }
+
+    /// The newest key's creation time (rotation is due `rotation_period` after it).
+    pub fn newest_key_created_at(&self) -> UnixTime {
+        self.keys.load().infos.iter().find(|k| k.active).map_or(0, |k| k.created_at)
     }
 
     /// Every stored key as of the last load, newest first, without private material.
@@ -197,7 +238,7 @@ impl KeyManager {
 impl JwtSigner for KeyManager {
     fn sign(&self, typ: &str, claims: &Map<String, Value>) -> Result<String, SignError> {
         let keys = self.keys.load();
-        let key = &keys.active;
+        let key = &keys.signer;
         // josekit overwrites `alg` and `kid` from the signer anyway; setting them first fixes the
         // member order (josekit turns on serde_json's `preserve_order`): {"alg","kid","typ"}.
         let mut header = JwsHeader::new();
@@ -253,6 +294,6 @@ impl JwtSigner for KeyManager {
     }
 
     fn algorithm(&self) -> &'static str {
-        self.keys.load().active.alg.as_str()
+        self.keys.load().signer.alg.as_str()
     }
 }

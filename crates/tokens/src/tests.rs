@@ -583,3 +583,43 @@ async fn debug_output_has_no_private_key() {
     assert!(!dbg.contains("PRIVATE KEY"), "{dbg}");
     assert!(dbg.contains(km.active_kid().as_str()));
 }
+
+fn header_kid(token: &str) -> String {
+    parts(token).0["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_new_key_is_published_before_it_signs() {
+    let store = Arc::new(TestStore::default());
+    let opts = crate::KeyOptions { publish_delay: 300, ..crate::KeyOptions::new(Algorithm::ES256, RETAIN) };
+    let km = KeyManager::load_or_create_with(store.clone() as Arc<dyn Store>, opts, NOW).await.unwrap();
+    let first = km.active_kid();
+    // The very first key signs at once: there is nothing to overlap with.
+    assert_eq!(header_kid(&km.sign("JWT", &claims()).unwrap()), first.as_str());
+    let new = km.rotate(NOW + 10).await.unwrap();
+    assert!(jwks_kids(&km).contains(&new.as_str().to_owned()), "published at once");
+    assert_eq!(header_kid(&km.sign("JWT", &claims()).unwrap()), first.as_str(), "the old key signs during the delay");
+    km.reload_at(NOW + 10 + 300).await.unwrap();
+    let token = km.sign("JWT", &claims()).unwrap();
+    assert_eq!(header_kid(&token), new.as_str(), "the new key signs after the delay");
+    // The old key outlives the delay plus every token it signed.
+    let old = store.list_signing_keys().await.unwrap().into_iter().find(|k| k.kid == first).unwrap();
+    assert_eq!(old.expires_at, Some(NOW + 10 + 300 + RETAIN));
+}
+
+#[tokio::test]
+async fn private_keys_are_sealed_at_rest() {
+    let store = Arc::new(TestStore::default());
+    let sealer = Arc::new(crate::Sealer::new(Some([3u8; 32]), vec![]));
+    let opts = crate::KeyOptions { sealer: sealer.clone(), ..crate::KeyOptions::new(Algorithm::RS256, RETAIN) };
+    let km = KeyManager::load_or_create_with(store.clone() as Arc<dyn Store>, opts.clone(), NOW).await.unwrap();
+    let stored = store.list_signing_keys().await.unwrap();
+    assert!(stored.iter().all(|k| k.private_pem.secret().starts_with("kbenc1:") && !k.private_pem.secret().contains("PRIVATE")));
+    let token = km.sign("JWT", &claims()).unwrap();
+    // Another replica with the same encryption key loads and verifies.
+    let other = KeyManager::load_or_create_with(store.clone() as Arc<dyn Store>, opts, NOW).await.unwrap();
+    assert!(other.verify(&token, "JWT").is_ok());
+    // Without it, loading fails loudly instead of minting a second active key.
+    let err = KeyManager::load_or_create(store.clone() as Arc<dyn Store>, Algorithm::RS256, NOW, RETAIN).await.unwrap_err();
+    assert!(err.to_string().contains("not configured"), "{err}");
+}

@@ -55,9 +55,9 @@ async fn authorize(st: &AppState, q: &AuthorizeQuery) -> Result<HttpResponse, Pa
     let target = validated.target.clone();
     let (areq, csrf) = match p.start_authorization(validated).await {
         Ok(r) => r,
-        Err(err) => {
-            return Ok(see_other(&authorize::error_response_url(&target, &err, issuer)?));
-        }
+        // Storage is down: tell the person on a page (it will pass) rather than bounce the client.
+        Err(err @ keybridge_core::OAuthError::TemporarilyUnavailable(_)) => return Err(err.into()),
+        Err(err) => return Ok(see_other(&authorize::error_response_url(&target, &err, issuer)?)),
     };
     let base = &st.base_path;
     let location = match &areq.connector_id {

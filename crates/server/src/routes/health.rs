@@ -5,6 +5,8 @@ use actix_web::{HttpResponse, web};
 /// Registers `/healthz` at the root.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz));
+    cfg.route("/readyz", web::get().to(crate::observe::readyz));
+    cfg.route("/metrics", web::get().to(crate::observe::metrics));
     cfg.route("/assets/keybridge.css", web::get().to(stylesheet));
 }
 

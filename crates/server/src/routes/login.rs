@@ -135,6 +135,7 @@ async fn login_page(
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let connector_id = path.into_inner();
+    crate::observe::record_connector(&req, &connector_id);
     let req_id = req_param(&req)?;
     let csrf = cookie_value(&req, &req_id);
     let areq = request_for(&st, &req_id, csrf.as_deref(), &connector_id).await?;
@@ -168,6 +169,7 @@ async fn login_submit(
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let connector_id = path.into_inner();
+    crate::observe::record_connector(&req, &connector_id);
     let form = super::read_form(&req, payload)
         .await
         .map_err(|e| PageError::bad_request("Sign-in failed", e.description().unwrap_or_default()))?;
@@ -204,15 +206,21 @@ async fn login_submit(
         Ok(Some(identity)) => identity,
         Ok(None) => {
             tracing::info!(connector_id = %connector_id, "login failed: wrong credentials");
+            st.metrics.login(&connector_id, "wrong_credentials");
             return retry(WRONG_CREDENTIALS);
         }
-        Err(ConnectorError::Denied(msg)) => return retry(&msg),
+        Err(ConnectorError::Denied(msg)) => {
+            st.metrics.login(&connector_id, "denied");
+            return retry(&msg);
+        }
         Err(e) => {
             tracing::warn!(connector_id = %connector_id, error = %e, "login failed upstream");
+            st.metrics.login(&connector_id, "upstream_error");
             return Err(OAuthError::TemporarilyUnavailable("the sign-in provider could not be reached".into()).into());
         }
     };
     tracing::info!(connector_id = %connector_id, client_id = %areq.client_id, "login succeeded");
+    st.metrics.login(&connector_id, "success");
     let location = st.provider.complete_login(&AuthRequestId::new(req_id.clone()), &connector.id, identity).await?;
     Ok(finished(&st, &req_id, &location))
 }
@@ -242,6 +250,7 @@ async fn upstream(
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let connector_id = path.into_inner();
+    crate::observe::record_connector(&req, &connector_id);
     let req_id = req_param(&req)?;
     let csrf = cookie_value(&req, &req_id);
     let areq = request_for(&st, &req_id, csrf.as_deref(), &connector_id).await?;
@@ -261,6 +270,7 @@ async fn callback(
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let connector_id = path.into_inner();
+    crate::observe::record_connector(&req, &connector_id);
     let params =
         CallbackParams { query: url::form_urlencoded::parse(req.query_string().as_bytes()).into_owned().collect() };
     let Some(req_id) = params.get("state").map(str::to_owned) else {
@@ -270,9 +280,13 @@ async fn callback(
     match st.provider.finish_upstream(&req_id, csrf.as_deref(), &ConnectorId::new(&connector_id), &params).await {
         Ok(location) => {
             tracing::info!(connector_id = %connector_id, "upstream login succeeded");
+            st.metrics.login(&connector_id, "success");
             Ok(finished(&st, &req_id, &location))
         }
-        Err(e) => upstream_error(&st, &req_id, e),
+        Err(e) => {
+            st.metrics.login(&connector_id, "failed");
+            upstream_error(&st, &req_id, e)
+        }
     }
 }
 
@@ -282,6 +296,7 @@ async fn handoff_page(
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let connector_id = path.into_inner();
+    crate::observe::record_connector(&req, &connector_id);
     let req_id = req_param(&req)?;
     let csrf = cookie_value(&req, &req_id);
     let areq = request_for(&st, &req_id, csrf.as_deref(), &connector_id).await?;
@@ -308,6 +323,7 @@ async fn handoff_submit(
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let connector_id = path.into_inner();
+    crate::observe::record_connector(&req, &connector_id);
     let form = super::read_form(&req, payload)
         .await
         .map_err(|e| PageError::bad_request("Sign-in failed", e.description().unwrap_or_default()))?;
@@ -322,8 +338,14 @@ async fn handoff_submit(
         return Err(PageError::bad_request("Sign-in failed", "No sign-in token was received from the provider."));
     }
     match st.provider.finish_handoff(&req_id, cookie.as_deref(), &ConnectorId::new(&connector_id), &token).await {
-        Ok(location) => Ok(finished(&st, &req_id, &location)),
-        Err(e) => upstream_error(&st, &req_id, e),
+        Ok(location) => {
+            st.metrics.login(&connector_id, "success");
+            Ok(finished(&st, &req_id, &location))
+        }
+        Err(e) => {
+            st.metrics.login(&connector_id, "failed");
+            upstream_error(&st, &req_id, e)
+        }
     }
 }
 

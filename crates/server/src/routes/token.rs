@@ -22,11 +22,13 @@ async fn token(req: HttpRequest, payload: web::Payload, st: web::Data<AppState>)
     }
     let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or("\u{0}"));
     let creds = ClientCredentials::extract(authorization, params.get("client_id")?, params.get("client_secret")?);
-    if let Ok(c) = &creds {
-        span.record("client_id", c.client_id().as_str());
-    }
+    let client_id = creds.as_ref().map(|c| c.client_id().to_string()).unwrap_or_default();
+    span.record("client_id", client_id.as_str());
+    crate::observe::record_client(&req, &client_id);
     let res =
         st.provider.token(creds, &params).await.inspect_err(|e| tracing::info!(error = %e, "token request refused"))?;
+    let grant_type = params.get("grant_type").ok().flatten().unwrap_or_default();
+    st.metrics.tokens.with_label_values(&[grant_type, client_id.as_str()]).inc();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))

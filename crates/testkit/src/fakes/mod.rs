@@ -1,0 +1,5 @@
+//! In-process fakes of upstream services (loopback HTTP, ephemeral ports, keys made per run).
+
+pub mod auth0;
+pub mod google_certs;
+pub mod supabase;
