@@ -247,3 +247,79 @@ async fn serve_starts_the_dev_config_and_a_login_completes() {
     assert!(banner.contains("alice@example.com"), "the banner says how to log in: {banner}");
     assert!(banner.contains("/authorize?"), "{banner}");
 }
+
+/// JSON logs carry a request id and never a secret; SIGTERM shuts down cleanly.
+#[tokio::test]
+async fn json_logs_have_request_ids_and_no_secrets_and_sigterm_exits_cleanly() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let child = tokio::process::Command::new(BIN)
+        .args(["serve", "--config", &repo_file("config/dev.yaml")])
+        .env("KEYBRIDGE__LISTEN", format!("127.0.0.1:{port}"))
+        .env("KEYBRIDGE__ISSUER", &issuer)
+        .env("KEYBRIDGE__LOGGING__FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if http.get(format!("{issuer}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up);
+    let res = http
+        .post(format!("{issuer}/token"))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", "rt-secret-value"), ("client_id", "demo"), ("client_secret", "demo-secret")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let pid = child.id().unwrap();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output()).await.expect("exits after SIGTERM").unwrap();
+    assert!(out.status.success(), "graceful shutdown exits 0: {:?}", out.status);
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = logs.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();
+    assert!(lines.iter().any(|l| l.to_string().contains("request_id")), "{logs}");
+    assert!(lines.iter().any(|l| l.to_string().contains("\"client_id\":\"demo\"")), "{logs}");
+    assert!(!logs.contains("demo-secret") && !logs.contains("rt-secret-value"), "no secrets in logs:\n{logs}");
+}
+
+#[test]
+fn the_docker_config_validates() {
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", &repo_file("docker/keybridge.yaml")])
+        .env("KEYBRIDGE_DATABASE_URL", "postgres://keybridge:keybridge@postgres:5432/keybridge")
+        .env("KEYBRIDGE_KEY_ENCRYPTION_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+        .env("DEMO_CLIENT_SECRET", "x")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("storage:    postgres postgres://keybridge:***@postgres:5432/keybridge"), "the password is masked: {text}");
+}
+
+#[test]
+fn keys_commands_refuse_memory_storage_and_bad_encryption_keys_are_reported() {
+    let out = Command::new(BIN).args(["keys", "list", "--config", &repo_file("config/dev.yaml")]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8(out.stderr).unwrap().contains("storage kind is memory"));
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", &repo_file("docker/keybridge.yaml")])
+        .env("KEYBRIDGE_DATABASE_URL", "postgres://k@h/db")
+        .env("KEYBRIDGE_KEY_ENCRYPTION_KEY", "too-short")
+        .env("DEMO_CLIENT_SECRET", "x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("keys.encryption_key_env: the key"), "{err}");
+}
