@@ -2,13 +2,18 @@
 //! All integration tests share this one binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod auth0_upstream;
 mod authorize;
+mod clerk_upstream;
 mod discovery;
+mod firebase;
 mod gpt;
+mod linking;
 mod login;
 mod malformed;
 mod oidc_failures;
 mod oidc_rp;
+mod ops;
 mod oidc_upstream;
 mod refresh;
 mod supabase;

@@ -32,7 +32,9 @@ async fn the_generic_fake_logs_in_with_client_secret_post_and_rfc9207_iss() {
 async fn every_verification_failure_gets_a_page_and_access_denied() {
     let op = FakeOp::start(Flavor::Generic, "kb", "kb-secret");
     let app = app_for(&op, "").await;
-    for fault in [Fault::BadSignature, Fault::WrongIssuer, Fault::WrongAudience, Fault::WrongNonce, Fault::UserinfoOtherSubject] {
+    for fault in
+        [Fault::BadSignature, Fault::WrongIssuer, Fault::WrongAudience, Fault::WrongNonce, Fault::UserinfoOtherSubject]
+    {
         op.set_fault(fault);
         let b = app.browser();
         let flow = run_login(&app, &b, &gpt_query("oidc", &[])).await;

@@ -111,8 +111,16 @@ pub async fn run_login(app: &TestApp, b: &Browser, query: &[(String, String)]) -
     let q: Vec<(&str, &str)> = query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let res = b.authorize(&q).await;
     assert_eq!(res.status(), 303, "authorize redirects to the login page");
-    let res = b.http.get(location(&res)).send().await.unwrap();
-    assert_eq!(res.status(), 303, "a callback connector redirects straight upstream: {:?}", res.status());
+    let mut res = b.http.get(location(&res)).send().await.unwrap();
+    if res.status() == 200 {
+        // A connector with several ways in shows a page: take its upstream button.
+        let html = res.text().await.unwrap();
+        let start = html.find("/upstream?req=").unwrap_or_else(|| panic!("no upstream button in {html}"));
+        let start = html[..start].rfind('"').unwrap() + 1;
+        let href = html[start..start + html[start..].find('"').unwrap()].replace("&amp;", "&");
+        res = b.http.get(Url::parse(&app.issuer).unwrap().join(&href).unwrap()).send().await.unwrap();
+    }
+    assert_eq!(res.status(), 303, "the login page sends the browser upstream: {:?}", res.status());
     let upstream = Url::parse(&location(&res)).unwrap();
     let mut next = upstream.to_string();
     let mut callback = None;
@@ -301,4 +309,60 @@ async fn an_unreachable_provider_gets_a_page_and_temporarily_unavailable() {
     let res = b.authorize(&q).await;
     let res = b.http.get(location(&res)).send().await.unwrap();
     assert_failure_page(res, &app, "temporarily_unavailable").await;
+}
+
+#[test]
+fn check_config_rejects_bad_connector_config_with_clear_messages() {
+    let yaml = default_yaml("https://auth.example.com", "127.0.0.1:5556")
+        + r#"
+  - id: okta
+    type: oidc
+    config:
+      client_id: x
+      clams: {groups: roles}
+  - id: plain
+    type: oidc
+    config:
+      issuer: http://login.example.com
+      client_id: x
+      timeout: 5m
+  - id: auth0
+    type: auth0
+    config:
+      client_id: x
+      conection: github
+  - id: clerk
+    type: clerk
+    config:
+      frontend_api: https://clerk.acme.com
+      publishable_key: pk_live_Y2xlcmsuYWNtZS5jb20k
+"#;
+    let err = keybridge_server::config::from_yaml(&yaml).unwrap_err().to_string();
+    for needle in [
+        "connectors[1].config.clams: unknown key",
+        "connectors[1].config.issuer: required",
+        "connectors[2].config.issuer: \"http://login.example.com\" must use https (http is allowed only on loopback",
+        "connectors[2].config.timeout: 5m is out of range",
+        "connectors[3].config.conection: unknown key",
+        "connectors[3].config.domain: required",
+        "connectors[4].config.authorized_parties: required with publishable_key",
+    ] {
+        assert!(err.contains(needle), "{needle:?} not in:\n{err}");
+    }
+    // A good one of each passes.
+    let yaml = default_yaml("https://auth.example.com", "127.0.0.1:5556")
+        + r#"
+  - id: okta
+    type: oidc
+    config: {issuer: "https://example.okta.com", client_id: x, extra_auth_params: {access_type: offline}}
+  - id: auth0
+    type: auth0
+    config: {domain: example.us.auth0.com, client_id: x, connection: github}
+  - id: clerk
+    type: clerk
+    config: {frontend_api: "https://clerk.acme.com", client_id: x}
+"#;
+    let cfg = keybridge_server::config::from_yaml(&yaml).unwrap();
+    let types: Vec<&str> = cfg.connectors.iter().map(|c| c.type_name()).collect();
+    assert_eq!(types, vec!["local", "oidc", "auth0", "clerk"]);
 }

@@ -315,6 +315,7 @@ mod tests {
             audience: None,
             allowed_scopes: Scopes::from_list(STANDARD_SCOPES),
             default_scopes: Scopes::from_list(DEFAULT_SCOPES),
+            upstream_claims: false,
         }
     }
 

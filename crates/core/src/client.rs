@@ -27,6 +27,9 @@ pub struct Client {
     pub allowed_scopes: Scopes,
     /// Scopes granted when it asks for none.
     pub default_scopes: Scopes,
+    /// Opt-in: tokens also carry `upstream_connector` and `upstream_sub`, the identity the user
+    /// logged in with (off by default: `sub` is all a client needs, and it survives provider changes).
+    pub upstream_claims: bool,
 }
 
 impl Client {
@@ -200,6 +203,7 @@ mod tests {
                 audience: None,
                 allowed_scopes: Scopes::default(),
                 default_scopes: Scopes::default(),
+                upstream_claims: false,
             },
             Client {
                 id: ClientId::new("spa"),
@@ -209,6 +213,7 @@ mod tests {
                 audience: None,
                 allowed_scopes: Scopes::default(),
                 default_scopes: Scopes::default(),
+                upstream_claims: false,
             },
         ])
     }

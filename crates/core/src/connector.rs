@@ -142,6 +142,42 @@ pub trait RefreshConnector: Send + Sync {
     async fn refresh(&self, scopes: &Scopes, identity: Identity) -> Result<Identity, ConnectorError>;
 }
 
+/// How a new upstream identity finds its Keybridge user (after Keycloak's first-broker-login).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkPolicy {
+    /// What links a new identity to an existing user.
+    pub link_by: LinkBy,
+    /// This upstream verifies every email it asserts: treat its emails as verified.
+    pub trust_email: bool,
+    /// What an identity whose email matches an existing user, but cannot be linked, gets.
+    pub on_conflict: OnConflict,
+}
+
+impl Default for LinkPolicy {
+    fn default() -> Self {
+        Self { link_by: LinkBy::VerifiedEmail, trust_email: false, on_conflict: OnConflict::NewUser }
+    }
+}
+
+/// `link_by`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkBy {
+    /// Link when this upstream asserts the email is verified and the existing link's email was
+    /// verified too. Never on an unverified email: that is the account-takeover path.
+    VerifiedEmail,
+    /// A new identity is always a new user.
+    None,
+}
+
+/// `on_email_conflict`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnConflict {
+    /// Make a new user.
+    NewUser,
+    /// Refuse the login with an explanation.
+    Deny,
+}
+
 /// A configured connector: a name and the capabilities it has (after Dex's small interfaces).
 #[derive(Clone)]
 pub struct Connector {
@@ -157,10 +193,12 @@ pub struct Connector {
     pub handoff: Option<Arc<dyn HandoffConnector>>,
     /// Its refresh re-check, when it has one and it is configured.
     pub refresher: Option<Arc<dyn RefreshConnector>>,
+    /// How its new identities are linked to existing users.
+    pub link: LinkPolicy,
 }
 
 impl Connector {
-    /// A connector with no capabilities yet.
+    /// A connector with no capabilities yet and the default link policy.
     pub fn new(id: impl Into<String>, name: impl Into<String>) -> Self {
         Self {
             id: ConnectorId::new(id),
@@ -169,6 +207,7 @@ impl Connector {
             callback: None,
             handoff: None,
             refresher: None,
+            link: LinkPolicy::default(),
         }
     }
 }

@@ -28,5 +28,6 @@ pub mod store;
 pub mod types;
 pub mod upstream;
 pub mod userinfo;
+pub mod users;
 
 pub use error::OAuthError;

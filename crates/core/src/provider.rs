@@ -9,7 +9,7 @@ use crate::OAuthError;
 use crate::authorize::{ConnectorDirectory, ValidatedAuthorize, response_url};
 use crate::client::{Client, ClientRegistry};
 use crate::clock::{Clock, UnixTime};
-use crate::connector::Connector;
+use crate::connector::{Connector, LinkBy, OnConflict};
 use crate::identity::{Claims, Identity};
 use crate::scope::{OPENID, Scopes};
 use crate::signer::JwtSigner;
@@ -61,6 +61,11 @@ pub enum LoginError {
         "This sign-in form was not opened in this browser, or has expired. Go back to the application and start again."
     )]
     CsrfMismatch,
+    /// The email matches an existing account this login cannot be linked to.
+    #[error(
+        "An account with this email address already exists, but this sign-in method did not verify the address, so it cannot be linked to that account. Sign in the way you did before, or ask the site's operators to link your accounts."
+    )]
+    EmailConflict,
     /// No such connector, or it cannot log people in this way.
     #[error("Unknown sign-in method {0:?}.")]
     UnknownConnector(String),
@@ -168,6 +173,11 @@ impl Provider {
     ) -> Result<String, LoginError> {
         let now = self.now();
         let req = self.store.take_auth_request(req_id, now).await?;
+        let mut identity = identity;
+        if self.connector(connector_id.as_str()).is_some_and(|c| c.link.trust_email) && identity.claims.email.is_some()
+        {
+            identity.claims.email_verified = true;
+        }
         let subject = self.resolve_subject(connector_id, &identity).await?;
         let code = AuthCode::generate();
         let record = AuthCodeRecord {
@@ -198,12 +208,19 @@ impl Provider {
         Ok(response_url(&req.redirect_uri, &params, &self.settings.issuer)?)
     }
 
-    /// Keybridge's subject for an upstream identity: the linked user's, or a new user's.
+    /// Keybridge's subject for an upstream identity (after Keycloak's first-broker-login):
+    /// 1. the user this identity is linked to;
+    /// 2. with `link_by: verified_email`, the one user whose linked identity has the same
+    ///    verified email, when this upstream verified it too;
+    /// 3. otherwise a new user, or a refusal when the email matches a user it cannot be linked to
+    ///    and the connector says `on_email_conflict: deny`.
+    ///
+    /// An unverified email never links: that is the account-takeover path.
     pub async fn resolve_subject(
         &self,
         connector_id: &ConnectorId,
         identity: &Identity,
-    ) -> Result<Subject, OAuthError> {
+    ) -> Result<Subject, LoginError> {
         let now = self.now();
         if let Some(mut link) = self.store.find_link(connector_id, &identity.upstream_id).await? {
             if link.claims != identity.claims {
@@ -213,25 +230,59 @@ impl Provider {
             }
             return Ok(link.subject);
         }
-        let user = User { subject: Subject::new(random_id()), created_at: now };
-        let link = IdentityLink {
+        let policy = self.connector(connector_id.as_str()).map(|c| c.link).unwrap_or_default();
+        let new_link = |subject: Subject| IdentityLink {
             connector_id: connector_id.clone(),
             upstream_id: identity.upstream_id.clone(),
-            subject: user.subject.clone(),
+            subject,
             claims: identity.claims.clone(),
             updated_at: now,
         };
-        match self.store.create_user(&user, &link).await {
+        if let Some(email) = identity.claims.email.as_deref().filter(|e| !e.is_empty()) {
+            let matches = self.store.find_links_by_email(email).await?;
+            let mut verified: Vec<Subject> =
+                matches.iter().filter(|l| l.claims.email_verified).map(|l| l.subject.clone()).collect();
+            verified.sort();
+            verified.dedup();
+            let linkable = policy.link_by == LinkBy::VerifiedEmail && identity.claims.email_verified;
+            match (linkable, verified.as_slice()) {
+                (true, [subject]) => match self.store.create_link(&new_link(subject.clone())).await {
+                    Ok(()) => {
+                        tracing::info!(connector_id = %connector_id, subject = %subject, "linked a new identity to an existing user by verified email");
+                        return Ok(subject.clone());
+                    }
+                    Err(StorageError::AlreadyExists) => return self.linked_after_race(connector_id, identity).await,
+                    Err(e) => return Err(e.into()),
+                },
+                _ if !matches.is_empty() => {
+                    tracing::info!(
+                        connector_id = %connector_id,
+                        email_verified = identity.claims.email_verified,
+                        candidates = verified.len(),
+                        "email matches an existing user but cannot be linked"
+                    );
+                    if policy.on_conflict == OnConflict::Deny {
+                        return Err(LoginError::EmailConflict);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let user = User { subject: Subject::new(random_id()), created_at: now };
+        match self.store.create_user(&user, &new_link(user.subject.clone())).await {
             Ok(()) => Ok(user.subject),
             // A concurrent first login of the same person won the race: use its user.
-            Err(StorageError::AlreadyExists) => self
-                .store
-                .find_link(connector_id, &identity.upstream_id)
-                .await?
-                .map(|l| l.subject)
-                .ok_or_else(|| OAuthError::ServerError("identity link vanished after a conflict".into())),
+            Err(StorageError::AlreadyExists) => self.linked_after_race(connector_id, identity).await,
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn linked_after_race(&self, connector_id: &ConnectorId, identity: &Identity) -> Result<Subject, LoginError> {
+        self.store
+            .find_link(connector_id, &identity.upstream_id)
+            .await?
+            .map(|l| l.subject)
+            .ok_or_else(|| LoginError::OAuth(OAuthError::ServerError("identity link vanished after a conflict".into())))
     }
 
     /// Mints an RFC 9068 access token.
@@ -255,7 +306,11 @@ impl Provider {
             "auth_time": data.auth_time,
             "sid": grant_id,
         });
-        Ok(self.signer.sign("at+jwt", &as_map(claims))?)
+        let mut claims = as_map(claims);
+        if client.upstream_claims {
+            claims.extend(upstream_claims(data));
+        }
+        Ok(self.signer.sign("at+jwt", &claims)?)
     }
 
     /// Mints an OIDC Core ID token, when `openid` was granted.
@@ -285,6 +340,9 @@ impl Provider {
             claims.insert("nonce".into(), n.into());
         }
         claims.extend(scoped_claims(&data.claims, scopes));
+        if client.upstream_claims {
+            claims.extend(upstream_claims(data));
+        }
         Ok(Some(self.signer.sign("JWT", &claims)?))
     }
 }
@@ -308,6 +366,14 @@ pub fn scoped_claims(c: &Claims, scopes: &Scopes) -> Map<String, Value> {
     if scopes.contains("groups") {
         out.insert("groups".into(), c.groups.clone().into());
     }
+    out
+}
+
+/// The opt-in claims naming the upstream identity behind a grant.
+pub fn upstream_claims(data: &GrantData) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("upstream_connector".into(), data.connector_id.as_str().into());
+    out.insert("upstream_sub".into(), data.upstream_id.clone().into());
     out
 }
 

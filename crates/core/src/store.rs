@@ -195,6 +195,28 @@ pub struct IdentityLink {
     pub updated_at: UnixTime,
 }
 
+/// Which grants to revoke in bulk (`keybridge tokens revoke`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GrantFilter {
+    /// Every grant of a user.
+    Subject(Subject),
+    /// Every grant made through a connector.
+    Connector(ConnectorId),
+    /// Every grant of a client.
+    Client(ClientId),
+}
+
+impl GrantFilter {
+    /// Whether a grant matches.
+    pub fn matches(&self, g: &Grant) -> bool {
+        match self {
+            Self::Subject(s) => &g.data.subject == s,
+            Self::Connector(c) => &g.data.connector_id == c,
+            Self::Client(c) => &g.client_id == c,
+        }
+    }
+}
+
 /// A signing key as stored. The private part is a secret.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SigningKeyRecord {
@@ -266,6 +288,24 @@ pub trait Store: Send + Sync + 'static {
     async fn create_user(&self, user: &User, link: &IdentityLink) -> StorageResult<()>;
     /// Updates a link's last-known claims.
     async fn update_link(&self, link: &IdentityLink) -> StorageResult<()>;
+    /// Links whose last-known email equals `email`, compared case-insensitively.
+    async fn find_links_by_email(&self, email: &str) -> StorageResult<Vec<IdentityLink>>;
+    /// Every link of a user.
+    async fn list_links(&self, subject: &Subject) -> StorageResult<Vec<IdentityLink>>;
+    /// Links another upstream identity to an existing user. `AlreadyExists` if that identity is
+    /// linked already; `NotFound` if the user does not exist.
+    async fn create_link(&self, link: &IdentityLink) -> StorageResult<()>;
+    /// Removes a link. `NotFound` if there is none.
+    async fn delete_link(&self, connector_id: &ConnectorId, upstream_id: &str) -> StorageResult<()>;
+    /// A user.
+    async fn get_user(&self, subject: &Subject) -> StorageResult<User>;
+    /// Every user, oldest first.
+    async fn list_users(&self) -> StorageResult<Vec<User>>;
+    /// Creates `users` and then `links`, atomically: all of them or none. `AlreadyExists` if any
+    /// user or link exists; `NotFound` if a link names a user that exists in neither.
+    async fn import(&self, users: &[User], links: &[IdentityLink]) -> StorageResult<()>;
+    /// Revokes every grant matching `filter`; returns how many were live.
+    async fn revoke_grants(&self, filter: &GrantFilter) -> StorageResult<u64>;
 
     /// Every stored signing key, active and retired.
     async fn list_signing_keys(&self) -> StorageResult<Vec<SigningKeyRecord>>;

@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use crate::OAuthError;
-use crate::provider::{Provider, scoped_claims};
+use crate::provider::{Provider, scoped_claims, upstream_claims};
 use crate::scope::Scopes;
 use crate::store::StorageError;
 use crate::types::GrantId;
@@ -40,6 +40,9 @@ impl Provider {
         let mut out = Map::new();
         out.insert("sub".into(), grant.data.subject.as_str().into());
         out.extend(scoped_claims(&grant.data.claims, &scopes));
+        if self.clients.get(grant.client_id.as_str()).is_some_and(|c| c.upstream_claims) {
+            out.extend(upstream_claims(&grant.data));
+        }
         Ok(out)
     }
 }

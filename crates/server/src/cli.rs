@@ -43,6 +43,18 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage users and their linked identities (shared storage).
+    Users {
+        /// What to do.
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Revoke refresh tokens in bulk (shared storage).
+    Tokens {
+        /// What to do.
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
     /// Apply pending database migrations (PostgreSQL), then exit.
     Migrate {
         /// The YAML config file.
@@ -77,6 +89,83 @@ pub enum KeysCommand {
     },
 }
 
+/// `keybridge users ...`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Pre-link identities from a file (CSV with a header, or JSON): all rows or none.
+    Import {
+        /// The file: columns connector_id, upstream_id, and sub or email.
+        file: PathBuf,
+        /// The YAML config file.
+        #[arg(long, env = "KEYBRIDGE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print every linked identity as JSON lines (importable as they are).
+    Export {
+        /// The YAML config file.
+        #[arg(long, env = "KEYBRIDGE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Show a user, by sub or by email.
+    Show {
+        /// A sub or an email.
+        who: String,
+        /// The YAML config file.
+        #[arg(long, env = "KEYBRIDGE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Link an upstream identity to an existing user.
+    Link {
+        /// The user.
+        #[arg(long)]
+        sub: String,
+        /// The connector.
+        #[arg(long)]
+        connector: String,
+        /// The user's id at that connector.
+        #[arg(long)]
+        upstream_id: String,
+        /// The identity's email, if known.
+        #[arg(long)]
+        email: Option<String>,
+        /// The YAML config file.
+        #[arg(long, env = "KEYBRIDGE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Remove a link (the user stays; that identity's next login makes or finds another user).
+    Unlink {
+        /// The connector.
+        #[arg(long)]
+        connector: String,
+        /// The user's id at that connector.
+        #[arg(long)]
+        upstream_id: String,
+        /// The YAML config file.
+        #[arg(long, env = "KEYBRIDGE_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// `keybridge tokens ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Revoke every grant (refresh tokens, and access tokens at /userinfo) of a user, connector or client.
+    Revoke {
+        /// A user's sub.
+        #[arg(long, group = "which")]
+        user: Option<String>,
+        /// A connector id.
+        #[arg(long, group = "which")]
+        connector: Option<String>,
+        /// A client id.
+        #[arg(long, group = "which")]
+        client: Option<String>,
+        /// The YAML config file.
+        #[arg(long, env = "KEYBRIDGE_CONFIG")]
+        config: PathBuf,
+    },
+}
+
 /// Runs the command line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -96,6 +185,12 @@ pub fn main() -> ExitCode {
         Command::HashPassword => hash_password(),
         Command::Migrate { config } => migrate(&config),
         Command::Keys { command } => keys(command),
+        Command::Users { command } => admin(users_config(&command), |store| users(command, store)),
+        Command::Tokens { command } => {
+            let TokensCommand::Revoke { config, .. } = &command;
+            let config = config.clone();
+            admin(config, |store| tokens(command, store))
+        }
         Command::GptSetup { config, client } => gpt_setup(&config, &client),
     }
 }
@@ -263,6 +358,132 @@ fn keys(command: KeysCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn users_config(c: &UsersCommand) -> PathBuf {
+    match c {
+        UsersCommand::Import { config, .. }
+        | UsersCommand::Export { config }
+        | UsersCommand::Show { config, .. }
+        | UsersCommand::Link { config, .. }
+        | UsersCommand::Unlink { config, .. } => config.clone(),
+    }
+}
+
+/// Runs an admin command against shared storage.
+fn admin<F, Fut>(path: PathBuf, run: F) -> ExitCode
+where
+    F: FnOnce(std::sync::Arc<dyn keybridge_core::store::Store>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let Some(cfg) = load_or_report(&path) else { return ExitCode::FAILURE };
+    if matches!(cfg.storage, config::StorageConfig::Memory) {
+        eprintln!("keybridge: storage kind is memory, which lives inside the running server; use kind: postgres to manage users and tokens from here");
+        return ExitCode::FAILURE;
+    }
+    let Some(rt) = runtime() else { return ExitCode::FAILURE };
+    match rt.block_on(async {
+        let (store, _) = app::open_store(&cfg.storage).await?;
+        run(store).await
+    }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keybridge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn now() -> i64 {
+    keybridge_core::clock::Clock::now(&keybridge_core::clock::SystemClock)
+}
+
+async fn users(command: UsersCommand, store: std::sync::Arc<dyn keybridge_core::store::Store>) -> anyhow::Result<()> {
+    use keybridge_core::store::{IdentityLink, StorageError};
+    use keybridge_core::types::{ConnectorId, Subject};
+    use keybridge_core::users;
+    match command {
+        UsersCommand::Import { file, .. } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let rows = users::parse(&text).map_err(|p| anyhow::anyhow!("{} was not imported:\n  - {}", file.display(), p.join("\n  - ")))?;
+            let links = users::plan(store.as_ref(), &rows, now())
+                .await
+                .map_err(|p| anyhow::anyhow!("{} was not imported (nothing was changed):\n  - {}", file.display(), p.join("\n  - ")))?;
+            store.import(&[], &links).await.map_err(|e| anyhow::anyhow!("{} was not imported (nothing was changed): {e}", file.display()))?;
+            println!("imported {} link(s)", links.len());
+        }
+        UsersCommand::Export { .. } => {
+            for row in users::export(store.as_ref()).await? {
+                println!("{}", serde_json::to_string(&row)?);
+            }
+        }
+        UsersCommand::Show { who, .. } => {
+            let subjects: Vec<Subject> = if who.contains('@') {
+                let mut s: Vec<Subject> = store.find_links_by_email(&who).await?.into_iter().map(|l| l.subject).collect();
+                s.sort();
+                s.dedup();
+                s
+            } else {
+                vec![Subject::new(&who)]
+            };
+            if subjects.is_empty() {
+                anyhow::bail!("no user with email {who:?}");
+            }
+            for sub in subjects {
+                let user = match store.get_user(&sub).await {
+                    Ok(u) => u,
+                    Err(StorageError::NotFound) => anyhow::bail!("no user with sub {sub:?}"),
+                    Err(e) => return Err(e.into()),
+                };
+                println!("sub: {}  (created {})", user.subject, user.created_at);
+                for l in store.list_links(&user.subject).await? {
+                    println!(
+                        "  {}/{}  email: {}{}",
+                        l.connector_id,
+                        l.upstream_id,
+                        l.claims.email.as_deref().unwrap_or("-"),
+                        if l.claims.email_verified { " (verified)" } else { "" }
+                    );
+                }
+            }
+        }
+        UsersCommand::Link { sub, connector, upstream_id, email, .. } => {
+            let link = IdentityLink {
+                connector_id: ConnectorId::new(&connector),
+                upstream_id: upstream_id.clone(),
+                subject: Subject::new(&sub),
+                claims: keybridge_core::identity::Claims { email, ..Default::default() },
+                updated_at: now(),
+            };
+            match store.create_link(&link).await {
+                Ok(()) => println!("linked {connector}/{upstream_id} to {sub}"),
+                Err(StorageError::NotFound) => anyhow::bail!("no user with sub {sub:?}"),
+                Err(StorageError::AlreadyExists) => anyhow::bail!("{connector}/{upstream_id} is already linked; unlink it first"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        UsersCommand::Unlink { connector, upstream_id, .. } => match store.delete_link(&ConnectorId::new(&connector), &upstream_id).await {
+            Ok(()) => println!("unlinked {connector}/{upstream_id}"),
+            Err(StorageError::NotFound) => anyhow::bail!("{connector}/{upstream_id} is not linked"),
+            Err(e) => return Err(e.into()),
+        },
+    }
+    Ok(())
+}
+
+async fn tokens(command: TokensCommand, store: std::sync::Arc<dyn keybridge_core::store::Store>) -> anyhow::Result<()> {
+    use keybridge_core::store::GrantFilter;
+    use keybridge_core::types::{ClientId, ConnectorId, Subject};
+    let TokensCommand::Revoke { user, connector, client, .. } = command;
+    let filter = match (user, connector, client) {
+        (Some(u), None, None) => GrantFilter::Subject(Subject::new(u)),
+        (None, Some(c), None) => GrantFilter::Connector(ConnectorId::new(c)),
+        (None, None, Some(c)) => GrantFilter::Client(ClientId::new(c)),
+        _ => anyhow::bail!("name exactly one of --user, --connector or --client"),
+    };
+    let n = store.revoke_grants(&filter).await?;
+    println!("revoked {n} grant(s)");
+    Ok(())
 }
 
 fn hash_password() -> ExitCode {

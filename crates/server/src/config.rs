@@ -146,6 +146,9 @@ pub struct RawClient {
     pub scopes: Option<Vec<String>>,
     /// Scopes granted when it requests none (default: `openid email profile`).
     pub default_scopes: Option<Vec<String>>,
+    /// Opt-in: tokens also name the upstream identity (`upstream_connector`, `upstream_sub`).
+    #[serde(default)]
+    pub upstream_identity_claims: bool,
 }
 
 /// The validated configuration.
@@ -609,6 +612,7 @@ fn check_clients(raw: Vec<RawClient>, problems: &mut Vec<String>) -> Vec<Client>
                 audience: c.audience,
                 allowed_scopes: allowed,
                 default_scopes: defaults,
+                upstream_claims: c.upstream_identity_claims,
             });
         }
     }

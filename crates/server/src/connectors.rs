@@ -7,14 +7,15 @@ use std::sync::Arc;
 
 use keybridge_connector_firebase::FirebaseConnector;
 use keybridge_connector_local::LocalConnector;
+use keybridge_connector_clerk::ClerkConnector;
 use keybridge_connector_oidc::OidcConnector;
 use keybridge_connector_supabase::SupabaseConnector;
-use keybridge_core::connector::Connector;
+use keybridge_core::connector::{Connector, LinkBy, LinkPolicy, OnConflict};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 /// The connector types this build knows.
-pub const TYPES: &[&str] = &["local", "supabase", "oidc", "firebase"];
+pub const TYPES: &[&str] = &["local", "supabase", "oidc", "firebase", "auth0", "clerk"];
 
 /// One `connectors:` entry, before its type is known.
 #[derive(Debug, Deserialize)]
@@ -28,6 +29,14 @@ pub struct RawConnector {
     pub name: Option<String>,
     /// The type's own settings.
     pub config: Option<config::Value>,
+    /// `verified_email` (default) or `none`: what links a new identity from this connector to
+    /// an existing user.
+    pub link_by: Option<String>,
+    /// This upstream verifies every email it asserts (default false).
+    pub trust_email: Option<bool>,
+    /// `new_user` (default) or `deny`: for an identity whose email matches a user it cannot be
+    /// linked to.
+    pub on_email_conflict: Option<String>,
 }
 
 /// A validated connector, ready to open.
@@ -39,6 +48,8 @@ pub struct ConnectorSpec {
     pub name: String,
     /// Type and built connector.
     pub kind: ConnectorKind,
+    /// How new identities are linked to existing users.
+    pub link: LinkPolicy,
 }
 
 /// The built connector of each type.
@@ -50,6 +61,10 @@ pub enum ConnectorKind {
     Supabase(Arc<SupabaseConnector>),
     /// `oidc`: any OpenID provider.
     Oidc(Arc<OidcConnector>),
+    /// `auth0`: the generic OIDC connector with Auth0's specifics.
+    Auth0(Arc<OidcConnector>),
+    /// `clerk`.
+    Clerk(Arc<ClerkConnector>),
     /// `firebase`.
     Firebase(Arc<FirebaseConnector>),
 }
@@ -61,20 +76,22 @@ impl ConnectorSpec {
             ConnectorKind::Local(_) => "local",
             ConnectorKind::Supabase(_) => "supabase",
             ConnectorKind::Oidc(_) => "oidc",
+            ConnectorKind::Auth0(_) => "auth0",
+            ConnectorKind::Clerk(_) => "clerk",
             ConnectorKind::Firebase(_) => "firebase",
         }
     }
 
     /// Builds the core [`Connector`].
     pub fn open(&self) -> Connector {
-        match &self.kind {
+        let mut connector = match &self.kind {
             ConnectorKind::Local(l) => {
                 let mut c = Connector::new(&self.id, &self.name);
                 c.password = Some(l.clone());
                 c
             }
             ConnectorKind::Supabase(s) => s.connector(&self.id, &self.name),
-            ConnectorKind::Oidc(o) => {
+            ConnectorKind::Oidc(o) | ConnectorKind::Auth0(o) => {
                 let mut c = Connector::new(&self.id, &self.name);
                 c.callback = Some(o.clone());
                 if o.settings().refresh_upstream {
@@ -83,8 +100,27 @@ impl ConnectorSpec {
                 c
             }
             ConnectorKind::Firebase(f) => f.connector(&self.id, &self.name),
-        }
+            ConnectorKind::Clerk(k) => k.connector(&self.id, &self.name),
+        };
+        connector.link = self.link;
+        connector
     }
+}
+
+fn link_policy(at: &str, c: &RawConnector, problems: &mut Vec<String>) -> LinkPolicy {
+    let mut policy = LinkPolicy::default();
+    match c.link_by.as_deref() {
+        None | Some("verified_email") => {}
+        Some("none") => policy.link_by = LinkBy::None,
+        Some(other) => problems.push(format!("{at}.link_by: {other:?} is not verified_email or none")),
+    }
+    policy.trust_email = c.trust_email.unwrap_or(false);
+    match c.on_email_conflict.as_deref() {
+        None | Some("new_user") => {}
+        Some("deny") => policy.on_conflict = OnConflict::Deny,
+        Some(other) => problems.push(format!("{at}.on_email_conflict: {other:?} is not new_user or deny")),
+    }
+    policy
 }
 
 /// Parses a connector's `config:` strictly, reporting unknown keys with their full path.
@@ -132,6 +168,7 @@ pub fn check_all(raw: Vec<RawConnector>, problems: &mut Vec<String>) -> Vec<Conn
         if !seen.insert(id.clone()) {
             problems.push(format!("{at}.id: duplicate connector id {id:?}"));
         }
+        let link = link_policy(&at, &c, problems);
         let name = c.name.unwrap_or_else(|| id.clone());
         let kind = match c.kind.as_deref() {
             Some("local") => {
@@ -156,6 +193,12 @@ pub fn check_all(raw: Vec<RawConnector>, problems: &mut Vec<String>) -> Vec<Conn
                         None
                     }
                 }),
+            Some("auth0") => parse_config::<keybridge_connector_auth0::Config>(&at, c.config, problems)
+                .and_then(|cfg| open_or_report(&at, keybridge_connector_auth0::open(cfg), problems))
+                .map(|o| ConnectorKind::Auth0(Arc::new(o))),
+            Some("clerk") => parse_config::<keybridge_connector_clerk::Config>(&at, c.config, problems)
+                .and_then(|cfg| open_or_report(&at, ClerkConnector::open(cfg), problems))
+                .map(|o| ConnectorKind::Clerk(Arc::new(o))),
             Some("oidc") => parse_config::<keybridge_connector_oidc::Config>(&at, c.config, problems)
                 .and_then(|cfg| open_or_report(&at, OidcConnector::open(cfg), problems))
                 .map(|o| ConnectorKind::Oidc(Arc::new(o))),
@@ -172,7 +215,7 @@ pub fn check_all(raw: Vec<RawConnector>, problems: &mut Vec<String>) -> Vec<Conn
             }
         };
         if let Some(kind) = kind {
-            out.push(ConnectorSpec { id, name, kind });
+            out.push(ConnectorSpec { id, name, kind, link });
         }
     }
     out

@@ -15,10 +15,12 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use keybridge_core::clock::UnixTime;
 use keybridge_core::store::{
-    AuthCodeRecord, AuthRequest, Grant, GrantData, IdentityLink, RedeemOutcome, RefreshOutcome, RefreshTokenRecord,
-    SigningKeyRecord, StorageError, StorageResult, Store, User,
+    AuthCodeRecord, AuthRequest, Grant, GrantData, GrantFilter, IdentityLink, RedeemOutcome, RefreshOutcome,
+    RefreshTokenRecord, SigningKeyRecord, StorageError, StorageResult, Store, User,
 };
-use keybridge_core::types::{AuthRequestId, ClientId, ConnectorData, ConnectorId, GrantId, KeyId, Sha256Digest, Subject};
+use keybridge_core::types::{
+    AuthRequestId, ClientId, ConnectorData, ConnectorId, GrantId, KeyId, Sha256Digest, Subject,
+};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 use tokio_postgres::{NoTls, Row};
@@ -52,7 +54,9 @@ pub struct PoolStatus {
 fn db_error(e: tokio_postgres::Error) -> StorageError {
     match e.code() {
         Some(c) if *c == SqlState::UNIQUE_VIOLATION => StorageError::AlreadyExists,
-        Some(c) if c.code().starts_with("08") || c.code().starts_with("57P") || *c == SqlState::TOO_MANY_CONNECTIONS => {
+        Some(c)
+            if c.code().starts_with("08") || c.code().starts_with("57P") || *c == SqlState::TOO_MANY_CONNECTIONS =>
+        {
             StorageError::Unavailable(e.to_string())
         }
         Some(_) => StorageError::Backend(e.to_string()),
@@ -80,7 +84,8 @@ impl PgStore {
     /// Connects a pool of at most `max_connections` to `url`. Requests wait at most 5 s for a
     /// connection, so an outage answers 503 quickly instead of hanging.
     pub fn connect(url: &str, max_connections: usize) -> StorageResult<Self> {
-        let pg: tokio_postgres::Config = url.parse().map_err(|e| StorageError::Backend(format!("bad PostgreSQL URL: {e}")))?;
+        let pg: tokio_postgres::Config =
+            url.parse().map_err(|e| StorageError::Backend(format!("bad PostgreSQL URL: {e}")))?;
         let mut pg = pg;
         pg.connect_timeout(Duration::from_secs(5));
         let mgr = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
@@ -134,6 +139,22 @@ fn key_from_row(row: &Row) -> SigningKeyRecord {
 }
 
 const GRANT_COLUMNS: &str = "id, client_id, data, created_at, revoked";
+const INSERT_LINK: &str = "INSERT INTO identity_links (connector_id, upstream_id, subject, claims, updated_at, email) VALUES ($1, $2, $3, $4, $5, $6)";
+const LINK_COLUMNS: &str = "connector_id, upstream_id, subject, claims, updated_at";
+
+fn email_key(link: &IdentityLink) -> Option<String> {
+    link.claims.email.as_deref().map(str::to_lowercase)
+}
+
+fn link_from_row(r: &Row) -> StorageResult<IdentityLink> {
+    Ok(IdentityLink {
+        connector_id: ConnectorId::new(r.get::<_, String>(0)),
+        upstream_id: r.get(1),
+        subject: Subject::new(r.get::<_, String>(2)),
+        claims: json(r.get::<_, Json<serde_json::Value>>(3).0)?,
+        updated_at: r.get(4),
+    })
+}
 
 #[async_trait]
 impl Store for PgStore {
@@ -161,7 +182,10 @@ impl Store for PgStore {
     async fn update_auth_request(&self, req: &AuthRequest) -> StorageResult<()> {
         let c = self.client().await?;
         let n = c
-            .execute("UPDATE auth_requests SET data = $2, expires_at = $3 WHERE id = $1", &[&req.id.as_str(), &Json(to_json(req)?), &req.expires_at])
+            .execute(
+                "UPDATE auth_requests SET data = $2, expires_at = $3 WHERE id = $1",
+                &[&req.id.as_str(), &Json(to_json(req)?), &req.expires_at],
+            )
             .await
             .map_err(db_error)?;
         if n == 0 { Err(StorageError::NotFound) } else { Ok(()) }
@@ -170,7 +194,10 @@ impl Store for PgStore {
     async fn take_auth_request(&self, id: &AuthRequestId, now: UnixTime) -> StorageResult<AuthRequest> {
         let c = self.client().await?;
         let row = c
-            .query_opt("DELETE FROM auth_requests WHERE id = $1 AND expires_at > $2 RETURNING data", &[&id.as_str(), &now])
+            .query_opt(
+                "DELETE FROM auth_requests WHERE id = $1 AND expires_at > $2 RETURNING data",
+                &[&id.as_str(), &now],
+            )
             .await
             .map_err(db_error)?
             .ok_or(StorageError::NotFound)?;
@@ -191,7 +218,10 @@ impl Store for PgStore {
     async fn get_auth_code(&self, digest: &Sha256Digest, now: UnixTime) -> StorageResult<AuthCodeRecord> {
         let c = self.client().await?;
         let row = c
-            .query_opt("SELECT data, redeemed FROM auth_codes WHERE code_digest = $1 AND expires_at > $2", &[&digest.as_str(), &now])
+            .query_opt(
+                "SELECT data, redeemed FROM auth_codes WHERE code_digest = $1 AND expires_at > $2",
+                &[&digest.as_str(), &now],
+            )
             .await
             .map_err(db_error)?
             .ok_or(StorageError::NotFound)?;
@@ -221,7 +251,10 @@ impl Store for PgStore {
         if won.is_none() {
             drop(tx);
             let row = c
-                .query_opt("SELECT grant_id, redeemed FROM auth_codes WHERE code_digest = $1 AND expires_at > $2", &[&digest.as_str(), &now])
+                .query_opt(
+                    "SELECT grant_id, redeemed FROM auth_codes WHERE code_digest = $1 AND expires_at > $2",
+                    &[&digest.as_str(), &now],
+                )
                 .await
                 .map_err(db_error)?;
             return Ok(match row {
@@ -314,7 +347,9 @@ impl Store for PgStore {
             return Ok(RefreshOutcome::ReuseDetected(grant.id));
         }
         if used_at.is_none() {
-            tx.execute("UPDATE refresh_tokens SET used_at = $2 WHERE token_digest = $1", &[&digest.as_str(), &now]).await.map_err(db_error)?;
+            tx.execute("UPDATE refresh_tokens SET used_at = $2 WHERE token_digest = $1", &[&digest.as_str(), &now])
+                .await
+                .map_err(db_error)?;
         }
         tx.execute(
             "INSERT INTO refresh_tokens (token_digest, grant_id, client_id, expires_at, used_at) VALUES ($1, $2, $3, $4, NULL)",
@@ -328,7 +363,10 @@ impl Store for PgStore {
 
     async fn update_grant_data(&self, id: &GrantId, data: &GrantData) -> StorageResult<()> {
         let c = self.client().await?;
-        let n = c.execute("UPDATE grants SET data = $2 WHERE id = $1", &[&id.as_str(), &Json(to_json(data)?)]).await.map_err(db_error)?;
+        let n = c
+            .execute("UPDATE grants SET data = $2 WHERE id = $1", &[&id.as_str(), &Json(to_json(data)?)])
+            .await
+            .map_err(db_error)?;
         if n == 0 { Err(StorageError::NotFound) } else { Ok(()) }
     }
 
@@ -356,10 +394,22 @@ impl Store for PgStore {
     async fn create_user(&self, user: &User, link: &IdentityLink) -> StorageResult<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db_error)?;
-        tx.execute("INSERT INTO users (subject, created_at) VALUES ($1, $2)", &[&user.subject.as_str(), &user.created_at]).await.map_err(db_error)?;
         tx.execute(
-            "INSERT INTO identity_links (connector_id, upstream_id, subject, claims, updated_at) VALUES ($1, $2, $3, $4, $5)",
-            &[&link.connector_id.as_str(), &link.upstream_id, &link.subject.as_str(), &Json(to_json(&link.claims)?), &link.updated_at],
+            "INSERT INTO users (subject, created_at) VALUES ($1, $2)",
+            &[&user.subject.as_str(), &user.created_at],
+        )
+        .await
+        .map_err(db_error)?;
+        tx.execute(
+            INSERT_LINK,
+            &[
+                &link.connector_id.as_str(),
+                &link.upstream_id,
+                &link.subject.as_str(),
+                &Json(to_json(&link.claims)?),
+                &link.updated_at,
+                &email_key(link),
+            ],
         )
         .await
         .map_err(db_error)?;
@@ -371,12 +421,136 @@ impl Store for PgStore {
         let c = self.client().await?;
         let n = c
             .execute(
-                "UPDATE identity_links SET subject = $3, claims = $4, updated_at = $5 WHERE connector_id = $1 AND upstream_id = $2",
-                &[&link.connector_id.as_str(), &link.upstream_id, &link.subject.as_str(), &Json(to_json(&link.claims)?), &link.updated_at],
+                "UPDATE identity_links SET subject = $3, claims = $4, updated_at = $5, email = $6
+                 WHERE connector_id = $1 AND upstream_id = $2",
+                &[
+                    &link.connector_id.as_str(),
+                    &link.upstream_id,
+                    &link.subject.as_str(),
+                    &Json(to_json(&link.claims)?),
+                    &link.updated_at,
+                    &email_key(link),
+                ],
             )
             .await
             .map_err(db_error)?;
         if n == 0 { Err(StorageError::NotFound) } else { Ok(()) }
+    }
+
+    async fn find_links_by_email(&self, email: &str) -> StorageResult<Vec<IdentityLink>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &format!("SELECT {LINK_COLUMNS} FROM identity_links WHERE email = $1 ORDER BY updated_at, connector_id, upstream_id"),
+                &[&email.to_lowercase()],
+            )
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(link_from_row).collect()
+    }
+
+    async fn list_links(&self, subject: &Subject) -> StorageResult<Vec<IdentityLink>> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {LINK_COLUMNS} FROM identity_links WHERE subject = $1 ORDER BY connector_id, upstream_id"
+                ),
+                &[&subject.as_str()],
+            )
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(link_from_row).collect()
+    }
+
+    async fn create_link(&self, link: &IdentityLink) -> StorageResult<()> {
+        let c = self.client().await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+            &link.connector_id.as_str(),
+            &link.upstream_id,
+            &link.subject.as_str(),
+            &Json(to_json(&link.claims)?),
+            &link.updated_at,
+            &email_key(link),
+        ];
+        match c.execute(INSERT_LINK, &params).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => Err(StorageError::NotFound),
+            Err(e) => Err(db_error(e)),
+        }
+    }
+
+    async fn delete_link(&self, connector_id: &ConnectorId, upstream_id: &str) -> StorageResult<()> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "DELETE FROM identity_links WHERE connector_id = $1 AND upstream_id = $2",
+                &[&connector_id.as_str(), &upstream_id],
+            )
+            .await
+            .map_err(db_error)?;
+        if n == 0 { Err(StorageError::NotFound) } else { Ok(()) }
+    }
+
+    async fn get_user(&self, subject: &Subject) -> StorageResult<User> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt("SELECT subject, created_at FROM users WHERE subject = $1", &[&subject.as_str()])
+            .await
+            .map_err(db_error)?
+            .ok_or(StorageError::NotFound)?;
+        Ok(User { subject: Subject::new(row.get::<_, String>(0)), created_at: row.get(1) })
+    }
+
+    async fn list_users(&self) -> StorageResult<Vec<User>> {
+        let c = self.client().await?;
+        let rows = c
+            .query("SELECT subject, created_at FROM users ORDER BY created_at, subject", &[])
+            .await
+            .map_err(db_error)?;
+        Ok(rows.iter().map(|r| User { subject: Subject::new(r.get::<_, String>(0)), created_at: r.get(1) }).collect())
+    }
+
+    async fn import(&self, users: &[User], links: &[IdentityLink]) -> StorageResult<()> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db_error)?;
+        for u in users {
+            tx.execute(
+                "INSERT INTO users (subject, created_at) VALUES ($1, $2)",
+                &[&u.subject.as_str(), &u.created_at],
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        for link in links {
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+                &link.connector_id.as_str(),
+                &link.upstream_id,
+                &link.subject.as_str(),
+                &Json(to_json(&link.claims)?),
+                &link.updated_at,
+                &email_key(link),
+            ];
+            match tx.execute(INSERT_LINK, &params).await {
+                Ok(_) => {}
+                Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => return Err(StorageError::NotFound),
+                Err(e) => return Err(db_error(e)),
+            }
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn revoke_grants(&self, filter: &GrantFilter) -> StorageResult<u64> {
+        let c = self.client().await?;
+        let (column, value) = match filter {
+            GrantFilter::Subject(s) => ("subject", s.as_str()),
+            GrantFilter::Connector(id) => ("connector_id", id.as_str()),
+            GrantFilter::Client(id) => ("client_id", id.as_str()),
+        };
+        c.execute(&format!("UPDATE grants SET revoked = TRUE WHERE {column} = $1 AND NOT revoked"), &[&value])
+            .await
+            .map_err(db_error)
     }
 
     async fn list_signing_keys(&self) -> StorageResult<Vec<SigningKeyRecord>> {
@@ -388,13 +562,22 @@ impl Store for PgStore {
         Ok(rows.iter().map(key_from_row).collect())
     }
 
-    async fn rotate_signing_key(&self, expected_active: Option<&KeyId>, key: &SigningKeyRecord, now: UnixTime, old_expires_at: UnixTime) -> StorageResult<()> {
+    async fn rotate_signing_key(
+        &self,
+        expected_active: Option<&KeyId>,
+        key: &SigningKeyRecord,
+        now: UnixTime,
+        old_expires_at: UnixTime,
+    ) -> StorageResult<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db_error)?;
         // Serialise rotations across replicas.
         tx.execute("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE", &[]).await.map_err(db_error)?;
-        let active: Option<String> =
-            tx.query_opt("SELECT kid FROM signing_keys WHERE retired_at IS NULL", &[]).await.map_err(db_error)?.map(|r| r.get(0));
+        let active: Option<String> = tx
+            .query_opt("SELECT kid FROM signing_keys WHERE retired_at IS NULL", &[])
+            .await
+            .map_err(db_error)?
+            .map(|r| r.get(0));
         if active.as_deref() != expected_active.map(KeyId::as_str) {
             return Err(StorageError::Conflict(format!(
                 "active signing key is {}, expected {}",
@@ -402,9 +585,12 @@ impl Store for PgStore {
                 expected_active.map_or("none", KeyId::as_str)
             )));
         }
-        tx.execute("UPDATE signing_keys SET retired_at = $1, expires_at = $2 WHERE retired_at IS NULL", &[&now, &old_expires_at])
-            .await
-            .map_err(db_error)?;
+        tx.execute(
+            "UPDATE signing_keys SET retired_at = $1, expires_at = $2 WHERE retired_at IS NULL",
+            &[&now, &old_expires_at],
+        )
+        .await
+        .map_err(db_error)?;
         tx.execute(
             "INSERT INTO signing_keys (kid, alg, private_key, created_at, retired_at, expires_at) VALUES ($1, $2, $3, $4, NULL, $5)",
             &[&key.kid.as_str(), &key.alg, &key.private_pem.secret(), &key.created_at, &key.expires_at],
@@ -420,9 +606,18 @@ impl Store for PgStore {
         let mut left = batch as i64;
         // (statement, whether it compares against now)
         let statements = [
-            ("DELETE FROM auth_requests WHERE ctid IN (SELECT ctid FROM auth_requests WHERE expires_at <= $1 LIMIT $2)", true),
-            ("DELETE FROM auth_codes WHERE ctid IN (SELECT ctid FROM auth_codes WHERE expires_at <= $1 LIMIT $2)", true),
-            ("DELETE FROM refresh_tokens WHERE ctid IN (SELECT ctid FROM refresh_tokens WHERE expires_at <= $1 LIMIT $2)", true),
+            (
+                "DELETE FROM auth_requests WHERE ctid IN (SELECT ctid FROM auth_requests WHERE expires_at <= $1 LIMIT $2)",
+                true,
+            ),
+            (
+                "DELETE FROM auth_codes WHERE ctid IN (SELECT ctid FROM auth_codes WHERE expires_at <= $1 LIMIT $2)",
+                true,
+            ),
+            (
+                "DELETE FROM refresh_tokens WHERE ctid IN (SELECT ctid FROM refresh_tokens WHERE expires_at <= $1 LIMIT $2)",
+                true,
+            ),
             // A grant lives as long as a refresh token refers to it.
             (
                 "DELETE FROM grants WHERE ctid IN (SELECT g.ctid FROM grants g

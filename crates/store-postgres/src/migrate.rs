@@ -6,7 +6,10 @@ use sha2::{Digest as _, Sha256};
 use tokio_postgres::Client;
 
 /// The migrations, in order. A shipped migration is never edited: the checksum catches it.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "0001_init", include_str!("../../../migrations/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "0001_init", include_str!("../../../migrations/0001_init.sql")),
+    (2, "0002_link_emails", include_str!("../../../migrations/0002_link_emails.sql")),
+];
 
 const LOCK_KEY: i64 = 0x6b65_7962_7269_6467; // "keybridg"
 
@@ -21,13 +24,17 @@ pub enum MigrateError {
     TooNew(i32),
 }
 
-
 impl std::fmt::Display for MigrateError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Db(e) => write!(f, "migration failed: {e}"),
-            Self::Edited(v, name) => write!(f, "migration {v} ({name}) was applied with different contents: a shipped migration must never be edited"),
-            Self::TooNew(v) => write!(f, "the database has migration {v}, which this keybridge does not know: upgrade keybridge"),
+            Self::Edited(v, name) => write!(
+                f,
+                "migration {v} ({name}) was applied with different contents: a shipped migration must never be edited"
+            ),
+            Self::TooNew(v) => {
+                write!(f, "the database has migration {v}, which this keybridge does not know: upgrade keybridge")
+            }
         }
     }
 }
@@ -78,7 +85,11 @@ async fn migrate_locked(client: &mut Client) -> Result<Vec<i32>, MigrateError> {
         }
         let tx = client.transaction().await?;
         tx.batch_execute(sql).await?;
-        tx.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", &[version, name, &checksum(sql)]).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            &[version, name, &checksum(sql)],
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(version, name, "migration applied");
         done.push(*version);

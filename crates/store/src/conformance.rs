@@ -25,8 +25,8 @@ use keybridge_core::clock::UnixTime;
 use keybridge_core::identity::Claims;
 use keybridge_core::scope::Scopes;
 use keybridge_core::store::{
-    AuthCodeRecord, AuthRequest, Grant, GrantData, IdentityLink, RedeemOutcome, RefreshOutcome, RefreshTokenRecord,
-    SigningKeyRecord, StorageError, Store, User,
+    AuthCodeRecord, AuthRequest, Grant, GrantData, GrantFilter, IdentityLink, RedeemOutcome, RefreshOutcome,
+    RefreshTokenRecord, SigningKeyRecord, StorageError, Store, User,
 };
 use keybridge_core::types::{
     AuthRequestId, ClientId, ConnectorData, ConnectorId, GrantId, KeyId, Sha256Digest, Subject,
@@ -86,6 +86,12 @@ macro_rules! conformance_tests {
             link_duplicate_create_is_already_exists,
             link_concurrent_create_has_one_winner,
             link_update_missing_is_not_found,
+            link_lookup_by_email_ignores_case,
+            link_create_needs_the_user_and_is_unique,
+            link_delete_and_list,
+            users_get_and_list,
+            import_is_all_or_nothing,
+            revoke_grants_by_user_connector_and_client,
             signing_key_rotation_is_compare_and_swap,
             signing_key_concurrent_rotation_has_one_winner,
             purge_removes_expired_and_keeps_live,
@@ -1079,4 +1085,106 @@ pub async fn purge_respects_batch(store: Arc<dyn Store>) {
     assert_eq!(store.purge_expired(T, 2).await.unwrap(), 0);
     store.get_auth_request(&AuthRequestId::new("ar-b-live"), T).await.unwrap();
     assert_eq!(store.purge_expired(T + 1, 2).await.unwrap(), 1, "the live request, once it lapses");
+}
+
+// ----- account linking ------------------------------------------------------------------------
+
+/// Links are found by their last-known email, whatever its case.
+pub async fn link_lookup_by_email_ignores_case(store: Arc<dyn Store>) {
+    store.create_user(&user("s1"), &link("u1", "s1", "Alice@Example.com")).await.unwrap();
+    store.create_user(&user("s2"), &link("u2", "s2", "bob@example.com")).await.unwrap();
+    let found = store.find_links_by_email("alice@EXAMPLE.com").await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].subject.as_str(), "s1");
+    assert!(store.find_links_by_email("carol@example.com").await.unwrap().is_empty());
+    // An email changed upstream is found under its new value only.
+    let mut l = found[0].clone();
+    l.claims.email = Some("alice@new.example".into());
+    store.update_link(&l).await.unwrap();
+    assert!(store.find_links_by_email("alice@example.com").await.unwrap().is_empty());
+    assert_eq!(store.find_links_by_email("ALICE@new.example").await.unwrap().len(), 1);
+}
+
+/// A second identity can be linked to an existing user, once; not to a user that does not exist.
+pub async fn link_create_needs_the_user_and_is_unique(store: Arc<dyn Store>) {
+    store.create_user(&user("s1"), &link("u1", "s1", "a@example.com")).await.unwrap();
+    let mut other = link("u9", "s1", "a@example.com");
+    other.connector_id = ConnectorId::new("clerk");
+    store.create_link(&other).await.unwrap();
+    assert!(matches!(store.create_link(&other).await, Err(StorageError::AlreadyExists)));
+    let mut orphan = link("u10", "nobody", "x@example.com");
+    orphan.connector_id = ConnectorId::new("clerk");
+    assert!(matches!(store.create_link(&orphan).await, Err(StorageError::NotFound)));
+    let found = store.find_link(&ConnectorId::new("clerk"), "u9").await.unwrap().unwrap();
+    assert_eq!(found.subject.as_str(), "s1");
+}
+
+/// Links can be listed per user and deleted.
+pub async fn link_delete_and_list(store: Arc<dyn Store>) {
+    store.create_user(&user("s1"), &link("u1", "s1", "a@example.com")).await.unwrap();
+    let mut second = link("u2", "s1", "a@example.com");
+    second.connector_id = ConnectorId::new("auth0");
+    store.create_link(&second).await.unwrap();
+    let links = store.list_links(&Subject::new("s1")).await.unwrap();
+    assert_eq!(links.iter().map(|l| l.connector_id.as_str()).collect::<Vec<_>>(), vec!["auth0", "local"]);
+    store.delete_link(&ConnectorId::new("auth0"), "u2").await.unwrap();
+    assert!(matches!(store.delete_link(&ConnectorId::new("auth0"), "u2").await, Err(StorageError::NotFound)));
+    assert_eq!(store.list_links(&Subject::new("s1")).await.unwrap().len(), 1);
+    // The user stays.
+    assert_eq!(store.get_user(&Subject::new("s1")).await.unwrap().subject.as_str(), "s1");
+}
+
+/// Users read back and list oldest first.
+pub async fn users_get_and_list(store: Arc<dyn Store>) {
+    assert!(matches!(store.get_user(&Subject::new("s1")).await, Err(StorageError::NotFound)));
+    let mut late = user("s0");
+    late.created_at = NOW + 5;
+    store.create_user(&late, &link("u0", "s0", "z@example.com")).await.unwrap();
+    store.create_user(&user("s1"), &link("u1", "s1", "a@example.com")).await.unwrap();
+    let all = store.list_users().await.unwrap();
+    assert_eq!(all.iter().map(|u| u.subject.as_str()).collect::<Vec<_>>(), vec!["s1", "s0"]);
+}
+
+/// An import lands whole or not at all.
+pub async fn import_is_all_or_nothing(store: Arc<dyn Store>) {
+    store.create_user(&user("s1"), &link("u1", "s1", "a@example.com")).await.unwrap();
+    let mut pre = link("clerk-1", "s1", "a@example.com");
+    pre.connector_id = ConnectorId::new("clerk");
+    let mut fresh = link("clerk-2", "s2", "b@example.com");
+    fresh.connector_id = ConnectorId::new("clerk");
+    // One link collides with an existing one: nothing is imported.
+    let clash = link("u1", "s2", "b@example.com");
+    assert!(matches!(
+        store.import(&[user("s2")], &[pre.clone(), fresh.clone(), clash]).await,
+        Err(StorageError::AlreadyExists)
+    ));
+    assert!(store.find_link(&ConnectorId::new("clerk"), "clerk-1").await.unwrap().is_none());
+    assert!(matches!(store.get_user(&Subject::new("s2")).await, Err(StorageError::NotFound)));
+    // A link to a user that exists nowhere: nothing is imported.
+    let mut dangling = link("clerk-3", "ghost", "g@example.com");
+    dangling.connector_id = ConnectorId::new("clerk");
+    assert!(matches!(store.import(&[], &[pre.clone(), dangling]).await, Err(StorageError::NotFound)));
+    assert!(store.find_link(&ConnectorId::new("clerk"), "clerk-1").await.unwrap().is_none());
+    // A clean import lands whole.
+    store.import(&[user("s2")], &[pre, fresh]).await.unwrap();
+    assert_eq!(store.find_link(&ConnectorId::new("clerk"), "clerk-1").await.unwrap().unwrap().subject.as_str(), "s1");
+    assert_eq!(store.find_link(&ConnectorId::new("clerk"), "clerk-2").await.unwrap().unwrap().subject.as_str(), "s2");
+}
+
+/// Bulk revocation by user, connector or client touches exactly the matching grants.
+pub async fn revoke_grants_by_user_connector_and_client(store: Arc<dyn Store>) {
+    start_grant(&store, "g-app", "app", "t-app", NOW + 3600, NOW).await;
+    start_grant(&store, "g-other", "other", "t-other", NOW + 3600, NOW).await;
+    assert_eq!(store.revoke_grants(&GrantFilter::Client(client("app"))).await.unwrap(), 1);
+    assert!(store.get_grant(&GrantId::new("g-app")).await.unwrap().revoked);
+    assert!(!store.get_grant(&GrantId::new("g-other")).await.unwrap().revoked);
+    assert_eq!(store.revoke_grants(&GrantFilter::Connector(ConnectorId::new("github"))).await.unwrap(), 0);
+    assert_eq!(store.revoke_grants(&GrantFilter::Subject(Subject::new("bob"))).await.unwrap(), 0);
+    assert_eq!(store.revoke_grants(&GrantFilter::Subject(Subject::new("alice"))).await.unwrap(), 1);
+    assert!(store.get_grant(&GrantId::new("g-other")).await.unwrap().revoked);
+    assert_eq!(
+        store.revoke_grants(&GrantFilter::Connector(ConnectorId::new("local"))).await.unwrap(),
+        0,
+        "already revoked"
+    );
 }

@@ -9,8 +9,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use keybridge_core::clock::UnixTime;
 use keybridge_core::store::{
-    AuthCodeRecord, AuthRequest, Grant, GrantData, IdentityLink, RedeemOutcome, RefreshOutcome, RefreshTokenRecord,
-    SigningKeyRecord, StorageError, StorageResult, Store, User,
+    AuthCodeRecord, AuthRequest, Grant, GrantData, GrantFilter, IdentityLink, RedeemOutcome, RefreshOutcome,
+    RefreshTokenRecord, SigningKeyRecord, StorageError, StorageResult, Store, User,
 };
 use keybridge_core::types::{AuthRequestId, ClientId, ConnectorId, GrantId, KeyId, Sha256Digest, Subject};
 
@@ -301,6 +301,94 @@ impl Store for MemoryStore {
             }
             None => Err(StorageError::NotFound),
         }
+    }
+
+    async fn find_links_by_email(&self, email: &str) -> StorageResult<Vec<IdentityLink>> {
+        let want = email.to_lowercase();
+        let mut out: Vec<IdentityLink> = self
+            .lock()
+            .links
+            .values()
+            .filter(|l| l.claims.email.as_deref().is_some_and(|e| e.to_lowercase() == want))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| {
+            (a.updated_at, &a.connector_id, &a.upstream_id).cmp(&(b.updated_at, &b.connector_id, &b.upstream_id))
+        });
+        Ok(out)
+    }
+
+    async fn list_links(&self, subject: &Subject) -> StorageResult<Vec<IdentityLink>> {
+        let mut out: Vec<IdentityLink> =
+            self.lock().links.values().filter(|l| &l.subject == subject).cloned().collect();
+        out.sort_by(|a, b| (&a.connector_id, &a.upstream_id).cmp(&(&b.connector_id, &b.upstream_id)));
+        Ok(out)
+    }
+
+    async fn create_link(&self, link: &IdentityLink) -> StorageResult<()> {
+        let mut inner = self.lock();
+        if !inner.users.contains_key(&link.subject) {
+            return Err(StorageError::NotFound);
+        }
+        let key = link_key(&link.connector_id, &link.upstream_id);
+        if inner.links.contains_key(&key) {
+            return Err(StorageError::AlreadyExists);
+        }
+        inner.links.insert(key, link.clone());
+        Ok(())
+    }
+
+    async fn delete_link(&self, connector_id: &ConnectorId, upstream_id: &str) -> StorageResult<()> {
+        self.lock().links.remove(&link_key(connector_id, upstream_id)).map(|_| ()).ok_or(StorageError::NotFound)
+    }
+
+    async fn get_user(&self, subject: &Subject) -> StorageResult<User> {
+        self.lock().users.get(subject).cloned().ok_or(StorageError::NotFound)
+    }
+
+    async fn list_users(&self) -> StorageResult<Vec<User>> {
+        let mut out: Vec<User> = self.lock().users.values().cloned().collect();
+        out.sort_by(|a, b| (a.created_at, &a.subject).cmp(&(b.created_at, &b.subject)));
+        Ok(out)
+    }
+
+    async fn import(&self, users: &[User], links: &[IdentityLink]) -> StorageResult<()> {
+        let mut inner = self.lock();
+        // Check everything first, then change: all or nothing.
+        let mut new_users = HashSet::new();
+        for u in users {
+            if inner.users.contains_key(&u.subject) || !new_users.insert(&u.subject) {
+                return Err(StorageError::AlreadyExists);
+            }
+        }
+        let mut new_links = HashSet::new();
+        for l in links {
+            let key = link_key(&l.connector_id, &l.upstream_id);
+            if inner.links.contains_key(&key) || !new_links.insert(key) {
+                return Err(StorageError::AlreadyExists);
+            }
+            if !inner.users.contains_key(&l.subject) && !new_users.contains(&l.subject) {
+                return Err(StorageError::NotFound);
+            }
+        }
+        for u in users {
+            inner.users.insert(u.subject.clone(), u.clone());
+        }
+        for l in links {
+            inner.links.insert(link_key(&l.connector_id, &l.upstream_id), l.clone());
+        }
+        Ok(())
+    }
+
+    async fn revoke_grants(&self, filter: &GrantFilter) -> StorageResult<u64> {
+        let mut n = 0;
+        for g in self.lock().grants.values_mut() {
+            if !g.revoked && filter.matches(g) {
+                g.revoked = true;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     async fn list_signing_keys(&self) -> StorageResult<Vec<SigningKeyRecord>> {

@@ -42,6 +42,18 @@ fn hashes() -> &'static (String, String) {
     H.get_or_init(|| (keybridge_connector_local_hash(ALICE.1), keybridge_connector_local_hash(BOB.1)))
 }
 
+/// An argon2id hash of `pw` for `local` connector users in test configs.
+pub fn password_hash(pw: &str) -> String {
+    keybridge_connector_local_hash(pw)
+}
+
+/// The default test config with its `connectors:` section replaced by `connectors_yaml`.
+pub fn yaml_with_connectors(issuer: &str, listen: &str, connectors_yaml: &str) -> String {
+    let yaml = default_yaml(issuer, listen);
+    let cut = yaml.find("connectors:").unwrap();
+    format!("{}connectors:\n{connectors_yaml}", &yaml[..cut])
+}
+
 fn keybridge_connector_local_hash(pw: &str) -> String {
     use argon2::password_hash::PasswordHasher as _;
     argon2::Argon2::default().hash_password(pw.as_bytes()).unwrap().to_string()

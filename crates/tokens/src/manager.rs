@@ -101,7 +101,12 @@ async fn sealed_record(sealer: &Sealer, alg: Algorithm, now: UnixTime) -> Result
 
 impl KeyManager {
     /// [`KeyManager::load_or_create_with`] without a publish delay or encryption.
-    pub async fn load_or_create(store: Arc<dyn Store>, alg: Algorithm, now: UnixTime, retain_secs: i64) -> Result<Arc<KeyManager>, TokenError> {
+    pub async fn load_or_create(
+        store: Arc<dyn Store>,
+        alg: Algorithm,
+        now: UnixTime,
+        retain_secs: i64,
+    ) -> Result<Arc<KeyManager>, TokenError> {
         Self::load_or_create_with(store, KeyOptions::new(alg, retain_secs), now).await
     }
 
@@ -111,7 +116,11 @@ impl KeyManager {
     /// `now + retain_secs`. If another replica wins the race, its key is used.
     ///
     /// `retain_secs` is how long a retired key stays published: the longest token lifetime.
-    pub async fn load_or_create_with(store: Arc<dyn Store>, opts: KeyOptions, now: UnixTime) -> Result<Arc<KeyManager>, TokenError> {
+    pub async fn load_or_create_with(
+        store: Arc<dyn Store>,
+        opts: KeyOptions,
+        now: UnixTime,
+    ) -> Result<Arc<KeyManager>, TokenError> {
         let KeyOptions { alg, retain_secs, publish_delay, sealer } = opts;
         let mut records = store.list_signing_keys().await?;
         let current = active_record(&records).map(|r| (r.kid.clone(), r.alg.clone()));

@@ -46,7 +46,10 @@ pub fn parse_key(text: &str) -> Result<[u8; 32], String> {
     let bytes = if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
         (0..32).map(|i| u8::from_str_radix(&t[2 * i..2 * i + 2], 16).unwrap_or(0)).collect::<Vec<u8>>()
     } else {
-        STANDARD.decode(t).or_else(|_| URL_SAFE_NO_PAD.decode(t.trim_end_matches('='))).map_err(|_| "not base64 or hex".to_string())?
+        STANDARD
+            .decode(t)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')))
+            .map_err(|_| "not base64 or hex".to_string())?
     };
     bytes.try_into().map_err(|b: Vec<u8>| format!("must be 32 bytes (256 bits), got {}", b.len()))
 }
@@ -85,7 +88,8 @@ impl Sealer {
     /// Opens a stored key (sealed or plain).
     pub fn open(&self, kid: &str, stored: &str) -> Result<String, TokenError> {
         let Some(rest) = stored.strip_prefix(PREFIX) else { return Ok(stored.to_owned()) };
-        let (id, b64) = rest.split_once(':').ok_or_else(|| TokenError::Crypto(format!("key {kid}: malformed sealed key")))?;
+        let (id, b64) =
+            rest.split_once(':').ok_or_else(|| TokenError::Crypto(format!("key {kid}: malformed sealed key")))?;
         let k = self.current.iter().chain(self.old.iter()).find(|k| k.id == id).ok_or_else(|| {
             TokenError::Crypto(format!(
                 "key {kid} is encrypted with encryption key {id}, which is not configured (add it to keys.old_encryption_keys)"
@@ -97,8 +101,11 @@ impl Sealer {
         }
         let (nonce, rest) = blob.split_at(12);
         let (ct, tag) = rest.split_at(rest.len() - 16);
-        let pem = decrypt_aead(Cipher::aes_256_gcm(), &k.key, Some(nonce), kid.as_bytes(), ct, tag)
-            .map_err(|_| TokenError::Crypto(format!("key {kid}: decryption failed (wrong encryption key, or the row was tampered with)")))?;
+        let pem = decrypt_aead(Cipher::aes_256_gcm(), &k.key, Some(nonce), kid.as_bytes(), ct, tag).map_err(|_| {
+            TokenError::Crypto(format!(
+                "key {kid}: decryption failed (wrong encryption key, or the row was tampered with)"
+            ))
+        })?;
         String::from_utf8(pem).map_err(|_| TokenError::Crypto(format!("key {kid}: decrypted key is not text")))
     }
 }

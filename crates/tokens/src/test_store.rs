@@ -136,6 +136,42 @@ impl Store for TestStore {
         unused()
     }
 
+    async fn find_links_by_email(&self, _email: &str) -> StorageResult<Vec<IdentityLink>> {
+        unused()
+    }
+
+    async fn list_links(&self, _subject: &keybridge_core::types::Subject) -> StorageResult<Vec<IdentityLink>> {
+        unused()
+    }
+
+    async fn create_link(&self, _link: &IdentityLink) -> StorageResult<()> {
+        unused()
+    }
+
+    async fn delete_link(
+        &self,
+        _connector_id: &keybridge_core::types::ConnectorId,
+        _upstream_id: &str,
+    ) -> StorageResult<()> {
+        unused()
+    }
+
+    async fn get_user(&self, _subject: &keybridge_core::types::Subject) -> StorageResult<User> {
+        unused()
+    }
+
+    async fn list_users(&self) -> StorageResult<Vec<User>> {
+        unused()
+    }
+
+    async fn import(&self, _users: &[User], _links: &[IdentityLink]) -> StorageResult<()> {
+        unused()
+    }
+
+    async fn revoke_grants(&self, _filter: &keybridge_core::store::GrantFilter) -> StorageResult<u64> {
+        unused()
+    }
+
     async fn list_signing_keys(&self) -> StorageResult<Vec<SigningKeyRecord>> {
         Ok(self.keys.lock().unwrap().clone())
     }

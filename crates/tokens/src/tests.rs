@@ -614,12 +614,17 @@ async fn private_keys_are_sealed_at_rest() {
     let opts = crate::KeyOptions { sealer: sealer.clone(), ..crate::KeyOptions::new(Algorithm::RS256, RETAIN) };
     let km = KeyManager::load_or_create_with(store.clone() as Arc<dyn Store>, opts.clone(), NOW).await.unwrap();
     let stored = store.list_signing_keys().await.unwrap();
-    assert!(stored.iter().all(|k| k.private_pem.secret().starts_with("kbenc1:") && !k.private_pem.secret().contains("PRIVATE")));
+    assert!(
+        stored
+            .iter()
+            .all(|k| k.private_pem.secret().starts_with("kbenc1:") && !k.private_pem.secret().contains("PRIVATE"))
+    );
     let token = km.sign("JWT", &claims()).unwrap();
     // Another replica with the same encryption key loads and verifies.
     let other = KeyManager::load_or_create_with(store.clone() as Arc<dyn Store>, opts, NOW).await.unwrap();
     assert!(other.verify(&token, "JWT").is_ok());
     // Without it, loading fails loudly instead of minting a second active key.
-    let err = KeyManager::load_or_create(store.clone() as Arc<dyn Store>, Algorithm::RS256, NOW, RETAIN).await.unwrap_err();
+    let err =
+        KeyManager::load_or_create(store.clone() as Arc<dyn Store>, Algorithm::RS256, NOW, RETAIN).await.unwrap_err();
     assert!(err.to_string().contains("not configured"), "{err}");
 }

@@ -1,7 +1,10 @@
 // Starts the Firebase Auth Emulator (firebase-tools, pinned in package.json) for Keybridge's tests
 // and makes sure it dies with the test process that started it.
 //
-//   node launch.js --port 9099 [--project demo-keybridge] [--parent PID]
+//   node launch.js --port 9099 [--project demo-keybridge] [--parent PID] [--log FILE]
+//
+// FILE (where the caller sends this process's output) is deleted on a clean stop, and kept when
+// the emulator fails, for the test's error message.
 //
 // The emulator runs inside this Node process (firebase-tools' CLI is loaded in-process), so there
 // is exactly one process to clean up. It writes a private firebase.json (this folder's, with the
@@ -25,6 +28,7 @@ function arg(name, fallback) {
 const port = Number(arg("port", "9099"));
 const project = arg("project", "demo-keybridge");
 const parent = Number(arg("parent", "0"));
+const logFile = arg("log", "");
 if (!Number.isInteger(port) || port <= 0 || port > 65535) {
   console.error(`launch.js: bad --port ${arg("port")}`);
   process.exit(2);
@@ -48,6 +52,13 @@ function cleanup() {
 function die(why) {
   console.log(`launch.js: ${why}; stopping the emulator`);
   cleanup();
+  if (logFile) {
+    try {
+      fs.rmSync(logFile, { force: true });
+    } catch (_) {
+      // best effort
+    }
+  }
   process.exit(0);
 }
 

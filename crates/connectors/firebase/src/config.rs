@@ -37,7 +37,8 @@ pub struct Config {
     /// A hand-off page where the Firebase JS SDK signs the person in with a social provider.
     #[serde(default)]
     pub handoff: Option<HandoffConfig>,
-    /// If set, only ID tokens whose `firebase.sign_in_provider` is listed are accepted.
+    /// Only ID tokens whose `firebase.sign_in_provider` is listed are accepted. Default: the ways in
+    /// this connector offers (`password` with `password: true`, and `handoff.providers`).
     #[serde(default)]
     pub allowed_sign_in_providers: Vec<String>,
     /// Re-check the user with Firebase (the Secure Token refresh) at each Keybridge refresh.
@@ -336,6 +337,17 @@ impl Config {
             }
             Handoff { sdk_url, auth_domain, providers }
         });
+
+        // By default, accept only the ways in this connector offers: not anonymous, phone or custom
+        // token sign-ins the Firebase project may also have turned on.
+        if allowed.is_empty() {
+            if self.password {
+                allowed.push("password".to_owned());
+            }
+            if let Some(h) = &handoff {
+                allowed.extend(h.providers.iter().cloned());
+            }
+        }
 
         if !self.password && handoff.is_none() {
             problems.push("password: no sign-in method is on; set password: true, configure handoff, or both".into());

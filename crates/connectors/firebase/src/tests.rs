@@ -153,6 +153,29 @@ async fn the_sign_in_provider_allow_list_is_enforced() {
     ));
 }
 
+#[tokio::test]
+async fn by_default_only_the_offered_ways_in_are_accepted() {
+    // password: true and no hand-off: password tokens only.
+    let c = open(emulator_config());
+    for provider in ["anonymous", "custom", "phone", "google.com"] {
+        let t = with(claims(), "firebase", json!({"sign_in_provider": provider}));
+        assert!(matches!(c.verify_id_token(&unsigned(&t)).await, Err(ConnectorError::Denied(_))), "{provider}");
+    }
+    // With a hand-off for Google, Google tokens too.
+    let mut cfg = emulator_config();
+    cfg["handoff"] = json!({"providers": ["google.com"]});
+    let c = open(cfg);
+    let g = with(claims(), "firebase", json!({"sign_in_provider": "google.com"}));
+    assert!(c.verify_id_token(&unsigned(&g)).await.is_ok());
+    assert!(c.verify_id_token(&unsigned(&claims())).await.is_ok());
+    // Identity Platform tenants have their own uid spaces: refused.
+    let t = with(claims(), "firebase", json!({"sign_in_provider": "password", "tenant": "t-1"}));
+    match c.verify_id_token(&unsigned(&t)).await {
+        Err(ConnectorError::Denied(m)) => assert!(m.contains("tenant"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn emulator_mode_needs_loopback_hosts() {
     let mut cfg = emulator_config();

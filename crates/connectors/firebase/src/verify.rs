@@ -104,6 +104,12 @@ impl Verifier {
         if claims.get("sub").and_then(Value::as_str).is_some_and(|s| s.chars().count() > 128) {
             return Err(invalid("token subject is longer than 128 characters"));
         }
+        // Identity Platform tenants have their own uid spaces; their tokens share `iss` and `aud`.
+        if claims.get("firebase").and_then(|f| f.get("tenant")).is_some() {
+            return Err(ConnectorError::Denied(
+                "This account belongs to an Identity Platform tenant, which this sign-in does not accept.".into(),
+            ));
+        }
         if !self.allowed_sign_in_providers.is_empty() {
             let provider = sign_in_provider(claims);
             if !provider.as_ref().is_some_and(|p| self.allowed_sign_in_providers.contains(p)) {

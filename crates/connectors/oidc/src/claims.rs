@@ -191,7 +191,11 @@ mod tests {
     #[test]
     fn empty_paths_are_problems() {
         let mut problems = Vec::new();
-        ClaimMap::new(&ClaimsConfig { email: Some(" ".into()), ..Default::default() }, ClaimMap::default(), &mut problems);
+        ClaimMap::new(
+            &ClaimsConfig { email: Some(" ".into()), ..Default::default() },
+            ClaimMap::default(),
+            &mut problems,
+        );
         assert_eq!(problems, vec!["claims.email: must name a claim (or leave it out for the default)".to_string()]);
     }
 }

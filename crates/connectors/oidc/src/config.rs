@@ -127,9 +127,8 @@ pub fn check_issuer(key: &str, value: Option<&str>, problems: &mut Vec<String>) 
         "https" => {}
         "http" if loopback => {}
         _ => {
-            problems.push(format!(
-                "{key}: {value:?} must use https (http is allowed only on loopback, for development)"
-            ));
+            problems
+                .push(format!("{key}: {value:?} must use https (http is allowed only on loopback, for development)"));
             return None;
         }
     }
@@ -266,8 +265,14 @@ mod tests {
     #[test]
     fn issuer_rules() {
         let mut p = Vec::new();
-        assert_eq!(check_issuer("issuer", Some("http://127.0.0.1:8080"), &mut p).as_deref(), Some("http://127.0.0.1:8080"));
-        assert_eq!(check_issuer("issuer", Some("https://t.auth0.com/"), &mut p).as_deref(), Some("https://t.auth0.com/"));
+        assert_eq!(
+            check_issuer("issuer", Some("http://127.0.0.1:8080"), &mut p).as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(
+            check_issuer("issuer", Some("https://t.auth0.com/"), &mut p).as_deref(),
+            Some("https://t.auth0.com/")
+        );
         assert!(p.is_empty());
         assert!(check_issuer("issuer", None, &mut p).is_none());
         assert!(check_issuer("issuer", Some("http://login.example.com"), &mut p).is_none());
@@ -310,6 +315,9 @@ mod tests {
         assert!(p.is_none());
         let mut problems = Vec::new();
         resolve_client_secret(None, Some("KEYBRIDGE_TEST_SURELY_UNSET"), &mut problems);
-        assert_eq!(problems, vec!["client_secret_env: environment variable KEYBRIDGE_TEST_SURELY_UNSET is not set or empty"]);
+        assert_eq!(
+            problems,
+            vec!["client_secret_env: environment variable KEYBRIDGE_TEST_SURELY_UNSET is not set or empty"]
+        );
     }
 }

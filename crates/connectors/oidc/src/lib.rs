@@ -36,6 +36,7 @@
 mod claims;
 mod config;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -51,7 +52,7 @@ use keybridge_core::connector::{
 };
 use keybridge_core::identity::Identity;
 use keybridge_core::scope::Scopes;
-use keybridge_core::types::{ClientSecret, ConnectorData};
+use keybridge_core::types::{ClientSecret, ConnectorData, Sha256Digest};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod,
     CoreErrorResponseType, CoreGrantType, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm,
@@ -70,6 +71,8 @@ use serde_json::{Map, Value};
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
 /// Clock skew allowed on upstream tokens.
 const LEEWAY: i64 = 60;
+/// How long the result of an upstream refresh answers a repeated refresh of the same token.
+const REUSE_WINDOW: Duration = Duration::from_secs(60);
 /// Algorithms accepted on ID tokens (what `RemoteKeys` can verify; never `none` or HS*).
 const ID_TOKEN_ALGS: &[&str] = &["RS256", "ES256", "EdDSA"];
 
@@ -131,8 +134,7 @@ type Metadata = ProviderMetadata<
 type Client =
     CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
 
-type TokenError =
-    RequestTokenError<HttpClientError<reqwest::Error>, StandardErrorResponse<CoreErrorResponseType>>;
+type TokenError = RequestTokenError<HttpClientError<reqwest::Error>, StandardErrorResponse<CoreErrorResponseType>>;
 
 struct Discovered {
     meta: Metadata,
@@ -162,7 +164,11 @@ pub struct OidcConnector {
     settings: Settings,
     http: reqwest::Client,
     discovered: Mutex<Option<Arc<Discovered>>>,
+    /// Recent refreshes by the digest of the upstream refresh token they used.
+    recent: Mutex<HashMap<String, RecentRefresh>>,
 }
+
+type RecentRefresh = Arc<tokio::sync::Mutex<Option<(Instant, Identity)>>>;
 
 impl std::fmt::Debug for OidcConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -185,7 +191,7 @@ impl OidcConnector {
     /// Builds a connector from validated settings.
     pub fn new(settings: Settings) -> Result<Self, String> {
         let http = keybridge_connector_common::http_client(settings.timeout).map_err(|e| e.to_string())?;
-        Ok(Self { settings, http, discovered: Mutex::new(None) })
+        Ok(Self { settings, http, discovered: Mutex::new(None), recent: Mutex::new(HashMap::new()) })
     }
 
     /// The settings.
@@ -442,9 +448,11 @@ impl CallbackConnector for OidcConnector {
         let nonce = Nonce::new_random();
         let (state_owned, nonce_owned) = (state.to_owned(), nonce.clone());
         let mut req = client
-            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, move || CsrfToken::new(state_owned), move || {
-                nonce_owned
-            })
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(state_owned),
+                move || nonce_owned,
+            )
             .set_pkce_challenge(challenge);
         for s in self.settings.scopes.iter().filter(|s| s.as_str() != "openid") {
             req = req.add_scope(openidconnect::Scope::new(s.clone()));
@@ -527,12 +535,40 @@ impl CallbackConnector for OidcConnector {
 
 #[async_trait]
 impl RefreshConnector for OidcConnector {
+    /// Parallel Keybridge refreshes of one grant (allowed within `refresh_reuse_grace`) would
+    /// present the same upstream refresh token twice, and an upstream that rotates refresh tokens
+    /// and detects reuse (Auth0, node-oidc-provider) would revoke the user's session. So refreshes
+    /// of one upstream token run one at a time, and a second within [`REUSE_WINDOW`] gets the
+    /// first one's result.
     async fn refresh(&self, _scopes: &Scopes, identity: Identity) -> Result<Identity, ConnectorError> {
-        let data: GrantData = identity
-            .connector_data
-            .as_ref()
-            .and_then(|d| serde_json::from_str(d.secret()).ok())
-            .ok_or_else(|| ConnectorError::UserInvalid("no upstream refresh token was kept; sign in again".into()))?;
+        let key = identity.connector_data.as_ref().map(|d| Sha256Digest::of(d.secret()).as_str().to_owned());
+        let Some(key) = key else { return self.refresh_once(identity).await };
+        let slot = {
+            let mut recent = self.recent.lock().map_err(|_| ConnectorError::Upstream("refresh cache poisoned".into()))?;
+            recent.retain(|_, v| {
+                Arc::strong_count(v) > 1
+                    || v.try_lock().map(|g| g.as_ref().is_some_and(|(t, _)| t.elapsed() < REUSE_WINDOW)).unwrap_or(true)
+            });
+            recent.entry(key).or_default().clone()
+        };
+        let mut done = slot.lock().await;
+        if let Some((at, fresh)) = done.as_ref()
+            && at.elapsed() < REUSE_WINDOW
+        {
+            return Ok(fresh.clone());
+        }
+        let fresh = self.refresh_once(identity).await?;
+        *done = Some((Instant::now(), fresh.clone()));
+        Ok(fresh)
+    }
+}
+
+impl OidcConnector {
+    async fn refresh_once(&self, identity: Identity) -> Result<Identity, ConnectorError> {
+        let data: GrantData =
+            identity.connector_data.as_ref().and_then(|d| serde_json::from_str(d.secret()).ok()).ok_or_else(|| {
+                ConnectorError::UserInvalid("no upstream refresh token was kept; sign in again".into())
+            })?;
         let d = self.discovery().await?;
         let client = Client::from_provider_metadata(
             d.meta.clone(),
@@ -570,9 +606,7 @@ impl RefreshConnector for OidcConnector {
         }
         Ok(fresh)
     }
-}
 
-impl OidcConnector {
     async fn userinfo_only(&self, d: &Discovered, access_token: &str) -> Result<Map<String, Value>, ConnectorError> {
         let Some(url) = d.meta.userinfo_endpoint() else { return Ok(Map::new()) };
         let res = self

@@ -348,8 +348,7 @@ fn redirect(to: &str) -> HttpResponse {
 }
 
 async fn authorize(req: HttpRequest, st: web::Data<State>) -> HttpResponse {
-    let q: Vec<(String, String)> =
-        url::form_urlencoded::parse(req.query_string().as_bytes()).into_owned().collect();
+    let q: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes()).into_owned().collect();
     st.authorize_requests.lock().unwrap().push(q.clone());
     let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     if get("client_id").as_deref() != Some(st.client_id.as_str()) {
@@ -455,7 +454,14 @@ fn id_token(st: &State, user: &FakeUser, scope: &str, nonce: Option<&str>) -> St
     let fault = *st.fault.lock().unwrap();
     let now = now();
     let mut c = user_claims(st, user, scope);
-    c.insert("iss".into(), json!(if fault == Fault::WrongIssuer { format!("{}evil", st.issuer()) } else { st.issuer().to_owned() }));
+    c.insert(
+        "iss".into(),
+        json!(if fault == Fault::WrongIssuer {
+            format!("{}/evil", st.issuer().trim_end_matches('/'))
+        } else {
+            st.issuer().to_owned()
+        }),
+    );
     c.insert("aud".into(), json!(if fault == Fault::WrongAudience { "someone-else" } else { st.client_id.as_str() }));
     c.insert("iat".into(), json!(now));
     c.insert("exp".into(), json!(now + 36_000));
@@ -512,11 +518,7 @@ fn body_params(req: &HttpRequest, body: &[u8]) -> HashMap<String, String> {
     let json = req.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("json"));
     if json {
         let v: Value = serde_json::from_slice(body).unwrap_or_default();
-        v.as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
-            .collect()
+        v.as_object().into_iter().flatten().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned()))).collect()
     } else {
         url::form_urlencoded::parse(body).into_owned().collect()
     }
@@ -538,7 +540,8 @@ async fn token(req: HttpRequest, body: web::Bytes, st: web::Data<State>) -> Http
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| {
             s.split_once(':').map(|(a, b)| {
-                let dec = |x: &str| url::form_urlencoded::parse(format!("x={x}").as_bytes()).next().unwrap().1.into_owned();
+                let dec =
+                    |x: &str| url::form_urlencoded::parse(format!("x={x}").as_bytes()).next().unwrap().1.into_owned();
                 (dec(a), dec(b))
             })
         });

@@ -28,6 +28,8 @@ struct Key {
 struct State {
     keys: Mutex<Vec<Key>>,
     hits: AtomicUsize,
+    /// Keys made so far (kids are `key-1`, `key-2`, ...).
+    made: AtomicUsize,
     max_age: u64,
 }
 
@@ -72,7 +74,12 @@ impl GoogleCerts {
 
     /// Starts the endpoint with one key and this `max-age`.
     pub fn start_with_max_age(max_age: u64) -> Self {
-        let state = Arc::new(State { keys: Mutex::new(vec![make_key("key-1")]), hits: AtomicUsize::new(0), max_age });
+        let state = Arc::new(State {
+            keys: Mutex::new(vec![make_key("key-1")]),
+            hits: AtomicUsize::new(0),
+            made: AtomicUsize::new(1),
+            max_age,
+        });
         let st = state.clone();
         let addr = crate::process::serve(move |cfg: &mut web::ServiceConfig| {
             let st = st.clone();
@@ -115,9 +122,9 @@ impl GoogleCerts {
     /// Rotates as Google does: publishes a new key beside the old ones and signs with it from now
     /// on. Returns the new `kid`.
     pub fn rotate(&self) -> String {
-        let mut keys = self.state.keys.lock().unwrap();
-        let kid = format!("key-{}", keys.len() + 1);
-        keys.push(make_key(&kid));
+        let kid = format!("key-{}", self.state.made.fetch_add(1, Ordering::SeqCst) + 1);
+        let key = make_key(&kid);
+        self.state.keys.lock().unwrap().push(key);
         kid
     }
 

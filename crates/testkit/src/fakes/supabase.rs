@@ -164,6 +164,7 @@ pub struct FakeSupabase {
     anon_key: String,
     state: Mutex<State>,
     jwks_hits: AtomicUsize,
+    authorize_hits: AtomicUsize,
     token_calls: Mutex<Vec<String>>,
     legacy_errors: bool,
 }
@@ -264,6 +265,7 @@ impl FakeSupabase {
                 password_logins: true,
             }),
             jwks_hits: AtomicUsize::new(0),
+            authorize_hits: AtomicUsize::new(0),
             token_calls: Mutex::new(Vec::new()),
             legacy_errors,
         });
@@ -375,6 +377,18 @@ impl FakeSupabase {
     /// How often the JWKS was fetched.
     pub fn jwks_hits(&self) -> usize {
         self.jwks_hits.load(Ordering::SeqCst)
+    }
+
+    /// How many flows `/authorize` started.
+    pub fn authorize_hits(&self) -> usize {
+        self.authorize_hits.load(Ordering::SeqCst)
+    }
+
+    /// Replaces an OAuth client's registered redirect URIs.
+    pub fn set_oauth_redirect_uris(&self, client_id: &str, uris: &[&str]) {
+        if let Some(c) = self.st().oauth_clients.get_mut(client_id) {
+            c.redirect_uris = uris.iter().map(|s| (*s).to_owned()).collect();
+        }
     }
 
     /// The `grant_type` of every `/token` call so far.
@@ -719,6 +733,7 @@ async fn authorize(req: HttpRequest, fake: web::Data<FakeSupabase>) -> HttpRespo
     }
     let now = fake.now();
     let flow_id = uuid();
+    fake.authorize_hits.fetch_add(1, Ordering::SeqCst);
     let mut st = fake.st();
     // The silent fallback: an unlisted redirect_to becomes the Referer (if allowed), else SITE_URL.
     let wanted = get(&q, "redirect_to").unwrap_or_default();
@@ -999,7 +1014,7 @@ fn refresh(req: &HttpRequest, fake: &FakeSupabase, token: &str, client: Option<&
         return fake.error(req, 400, "user_banned", "User is banned");
     }
     let rt_now = if let Some(t) = used_at {
-        if now - t <= reuse {
+        if now - t < reuse {
             // The client lost the answer of its last refresh: hand back the active token.
             active
         } else {
@@ -1032,6 +1047,7 @@ fn refresh(req: &HttpRequest, fake: &FakeSupabase, token: &str, client: Option<&
 }
 
 /// The user behind a request's Bearer access token, or GoTrue's error.
+#[allow(clippy::result_large_err)] // test code; the error is the response itself
 fn bearer_user(req: &HttpRequest, fake: &FakeSupabase) -> Result<(FakeUser, Map<String, Value>), HttpResponse> {
     let Some(token) = req
         .headers()
