@@ -237,6 +237,39 @@ async fn open_handoff(app: &TestApp, b: &Browser) -> (String, String, reqwest::h
     (req, csrf, headers, html)
 }
 
+/// An attribute of the hand-off page's `#keybridge-handoff` element, unescaped.
+fn data_attr(html: &str, name: &str) -> String {
+    let needle = format!("{name}=\"");
+    let start = html.find(&needle).unwrap() + needle.len();
+    let raw = &html[start..start + html[start..].find('"').unwrap()];
+    raw.replace("&quot;", "\"").replace("&#x27;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
+/// Runs the glue script Keybridge served (`tests/upstreams/firebase-emulator/glue-harness.js`: a
+/// minimal DOM and a stand-in for the SDK whose popup returns these tokens), clicks the first
+/// button, and returns what the script did.
+fn run_glue(glue: &str, html: &str, id_token: &str, refresh_token: &str, fail: Option<&str>) -> Value {
+    let dir = repo_root().join("tests/upstreams/firebase-emulator");
+    let file = std::env::temp_dir().join(format!("keybridge-glue-{}-{}.js", std::process::id(), email("glue")));
+    std::fs::write(&file, glue).unwrap();
+    let attrs: serde_json::Map<String, Value> = ["data-action", "data-req", "data-csrf", "data-config"]
+        .into_iter()
+        .map(|a| (a.to_owned(), Value::String(data_attr(html, a))))
+        .collect();
+    let input = json!({"attrs": attrs, "idToken": id_token, "refreshToken": refresh_token, "fail": fail});
+    let out = Command::new("node")
+        .arg("glue-harness.js")
+        .arg(&file)
+        .arg(input.to_string())
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run node (is Node.js installed?): {e}"));
+    let _ = std::fs::remove_file(&file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "glue-harness.js failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
 /// Hands a token off, as the page's glue script does.
 async fn hand_off(app: &TestApp, token: &str) -> reqwest::Response {
     let b = app.browser();
@@ -420,7 +453,11 @@ async fn firebase_sdk_handoff_end_to_end_with_the_emulator() {
     let calls = &run["calls"];
     assert_eq!(calls[0][0], "initializeApp");
     assert_eq!(calls[0][1], json!({"apiKey": "test-web-key", "authDomain": fb_domain[8..], "projectId": PROJECT}));
-    assert_eq!(calls[1], json!(["useEmulator", em.base, {"disableWarnings": true}]), "the SDK is pointed at the emulator");
+    assert_eq!(
+        calls[1],
+        json!(["useEmulator", em.base, {"disableWarnings": true}]),
+        "the SDK is pointed at the emulator"
+    );
     assert_eq!(calls[2], json!(["setPersistence", "none"]), "no Firebase session is kept on Keybridge's origin");
     assert_eq!(calls[3], json!(["signInWithPopup", "google.com"]));
     assert_eq!(calls[4], json!(["signOut"]));
@@ -430,7 +467,7 @@ async fn firebase_sdk_handoff_end_to_end_with_the_emulator() {
     let field = |k: &str| sub["fields"][k].as_str().unwrap().to_owned();
     let res = b
         .http
-        .post(app.url(&field("req").replace("", "").pipe_action(sub)))
+        .post(app.url(sub["action"].as_str().unwrap()))
         .form(&[("req", field("req")), ("csrf", field("csrf")), ("token", field("token"))])
         .send()
         .await
@@ -441,6 +478,12 @@ async fn firebase_sdk_handoff_end_to_end_with_the_emulator() {
     assert_eq!(claims["email_verified"], true);
     assert_eq!(claims["name"], "Social User");
     assert_eq!(refresh(&app, &tokens).await.0, 200, "the handed-off session is re-checked at refresh");
+
+    // A blocked popup: the person reads why, and nothing is posted.
+    let (_, _, _, html) = open_handoff(&app, &b).await;
+    let run = run_glue(&glue, &html, "", "", Some("auth/popup-blocked"));
+    assert!(run["submitted"].is_null());
+    assert!(run["error"].as_str().unwrap().contains("blocked the sign-in window"), "{run}");
 
     // Another user's refresh token does not ride along with this user's ID token.
     let other = email("mallory");

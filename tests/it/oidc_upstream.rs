@@ -231,6 +231,16 @@ async fn refresh_rechecks_the_real_provider_and_a_disabled_user_fails_with_inval
         rt = refresh_token(&t).to_owned();
     }
 
+    // Parallel refreshes of one token (Keybridge's reuse grace) must not trip the provider's
+    // refresh-token reuse detection.
+    let form = [("grant_type", "refresh_token"), ("refresh_token", rt.as_str())];
+    let (a, b) = tokio::join!(app.token(&form), app.token(&form));
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    let rt = refresh_token(&b.json::<Value>().await.unwrap()).to_owned();
+    let res = app.token(&[("grant_type", "refresh_token"), ("refresh_token", &rt)]).await;
+    assert_eq!(res.status(), 200, "the upstream session survived the parallel refresh");
+    let rt = refresh_token(&res.json::<Value>().await.unwrap()).to_owned();
+
     op.set_disabled("dave", true).await;
     let res = app.token(&[("grant_type", "refresh_token"), ("refresh_token", &rt)]).await;
     assert_eq!(res.status(), 400);
