@@ -5,9 +5,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use keybridge_connector_clerk::ClerkConnector;
 use keybridge_connector_firebase::FirebaseConnector;
 use keybridge_connector_local::LocalConnector;
-use keybridge_connector_clerk::ClerkConnector;
 use keybridge_connector_oidc::OidcConnector;
 use keybridge_connector_supabase::SupabaseConnector;
 use keybridge_core::connector::{Connector, LinkBy, LinkPolicy, OnConflict};

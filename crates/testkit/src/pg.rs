@@ -20,6 +20,7 @@ pub struct PgCluster {
     pub port: u16,
     bin: PathBuf,
     as_postgres: bool,
+    durable: bool,
 }
 
 static SHARED: OnceCell<PgCluster> = OnceCell::const_new();
@@ -59,8 +60,19 @@ impl PgCluster {
         }
     }
 
-    /// Starts a new cluster of its own (for tests that stop and start PostgreSQL).
+    /// Starts a new cluster of its own (for tests that stop and start PostgreSQL), tuned for
+    /// tests: no fsync.
     pub fn start_new() -> PgCluster {
+        Self::start_inner(false)
+    }
+
+    /// Starts a new cluster with PostgreSQL's default durability (fsync, synchronous commit), as
+    /// production runs it: for benchmarks.
+    pub fn start_durable() -> PgCluster {
+        Self::start_inner(true)
+    }
+
+    fn start_inner(durable: bool) -> PgCluster {
         let bin = find_bin();
         let as_postgres = is_root();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
@@ -70,7 +82,7 @@ impl PgCluster {
             let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().map(|s| s.success()).unwrap_or(false);
             assert!(ok, "cannot hand {} to the postgres user (initdb refuses to run as root)", dir.display());
         }
-        let cluster = PgCluster { dir: dir.clone(), port: crate::process::free_port(), bin, as_postgres };
+        let cluster = PgCluster { dir: dir.clone(), port: crate::process::free_port(), bin, as_postgres, durable };
         let out = cluster
             .command("initdb")
             .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "-D"])
@@ -85,16 +97,17 @@ impl PgCluster {
 
     /// Another handle on the same cluster (for moving into a blocking task).
     pub fn clone_handle(&self) -> PgCluster {
-        PgCluster { dir: self.dir.clone(), port: self.port, bin: self.bin.clone(), as_postgres: self.as_postgres }
+        PgCluster { dir: self.dir.clone(), port: self.port, bin: self.bin.clone(), as_postgres: self.as_postgres, durable: self.durable }
     }
 
     /// Starts (or restarts) the server and waits until it accepts connections.
     pub fn start(&self) {
-        let opts = format!(
-            "-k {} -p {} -h 127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400",
-            self.dir.display(),
-            self.port
-        );
+        let tuning = if self.durable {
+            "-c shared_buffers=256MB"
+        } else {
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        };
+        let opts = format!("-k {} -p {} -h 127.0.0.1 {tuning} -c max_connections=400", self.dir.display(), self.port);
         let out = self
             .command("pg_ctl")
             .arg("-D")

@@ -544,7 +544,8 @@ impl RefreshConnector for OidcConnector {
         let key = identity.connector_data.as_ref().map(|d| Sha256Digest::of(d.secret()).as_str().to_owned());
         let Some(key) = key else { return self.refresh_once(identity).await };
         let slot = {
-            let mut recent = self.recent.lock().map_err(|_| ConnectorError::Upstream("refresh cache poisoned".into()))?;
+            let mut recent =
+                self.recent.lock().map_err(|_| ConnectorError::Upstream("refresh cache poisoned".into()))?;
             recent.retain(|_, v| {
                 Arc::strong_count(v) > 1
                     || v.try_lock().map(|g| g.as_ref().is_some_and(|(t, _)| t.elapsed() < REUSE_WINDOW)).unwrap_or(true)
