@@ -40,7 +40,11 @@ fn param(url: &str, name: &str) -> Option<String> {
 }
 
 fn location(res: &reqwest::Response) -> Result<String, String> {
-    res.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned).ok_or_else(|| format!("no Location on {}", res.status()))
+    res.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no Location on {}", res.status()))
 }
 
 fn cookie_header(res: &reqwest::Response) -> String {
@@ -95,7 +99,11 @@ pub async fn keybridge_code(http: &reqwest::Client, t: &Target, email: &str, pas
 
 /// node-oidc-provider's test server: follow its interaction redirects to the code.
 pub async fn peer_code(t: &Target) -> Result<String, String> {
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().map_err(|e| e.to_string())?;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .map_err(|e| e.to_string())?;
     let mut next = url::Url::parse_with_params(
         &format!("{}{}", t.base, t.authorize_path),
         [
@@ -124,7 +132,17 @@ pub async fn peer_code(t: &Target) -> Result<String, String> {
 
 /// Redeems a code (client_secret_basic, PKCE); returns the response JSON.
 pub async fn redeem(http: &reqwest::Client, t: &Target, code: &str) -> Result<serde_json::Value, String> {
-    token(http, t, &[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", &t.redirect_uri), ("code_verifier", VERIFIER)]).await
+    token(
+        http,
+        t,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &t.redirect_uri),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await
 }
 
 /// Exchanges a refresh token; returns the response JSON.

@@ -88,7 +88,10 @@ async fn main() -> anyhow::Result<()> {
     let failed: Vec<&Row> = results.rows.iter().filter(|r| r.stats.ok == 0).collect();
     if !failed.is_empty() {
         for r in &failed {
-            eprintln!("{} {} {} {}: no request succeeded: {:?}", r.server, r.scenario, r.storage, r.alg, r.stats.first_error);
+            eprintln!(
+                "{} {} {} {}: no request succeeded: {:?}",
+                r.server, r.scenario, r.storage, r.alg, r.stats.first_error
+            );
         }
         anyhow::bail!("{} scenario(s) failed", failed.len());
     }
@@ -111,7 +114,10 @@ async fn run(a: &Args) -> anyhow::Result<Results> {
     let codes = if a.smoke { 8 } else { a.codes };
 
     for alg in ["RS256", "ES256"] {
-        res.ceiling.push((alg, signing_ceiling(alg, if a.smoke { Duration::from_millis(200) } else { Duration::from_secs(3) }).await));
+        res.ceiling.push((
+            alg,
+            signing_ceiling(alg, if a.smoke { Duration::from_millis(200) } else { Duration::from_secs(3) }).await,
+        ));
     }
 
     let pg = tokio::task::spawn_blocking(keybridge_testkit::pg::PgCluster::start_durable).await?;
@@ -132,11 +138,35 @@ async fn run(a: &Args) -> anyhow::Result<Results> {
                     rows.push(gets(&t, "jwks", t.jwks_path, connections, seconds, "keybridge").await);
                 }
                 let (redeem, refresh_tokens) = code_redemption(&t, codes, connections, true).await;
-                rows.push(Row { server: "keybridge", scenario: "authorization_code", storage, alg, connections, stats: redeem, signatures: 2 });
+                rows.push(Row {
+                    server: "keybridge",
+                    scenario: "authorization_code",
+                    storage,
+                    alg,
+                    connections,
+                    stats: redeem,
+                    signatures: 2,
+                });
                 let refresh = refresh_chains(&t, refresh_tokens, connections, seconds).await;
-                rows.push(Row { server: "keybridge", scenario: "refresh_token", storage, alg, connections, stats: refresh, signatures: 2 });
+                rows.push(Row {
+                    server: "keybridge",
+                    scenario: "refresh_token",
+                    storage,
+                    alg,
+                    connections,
+                    stats: refresh,
+                    signatures: 2,
+                });
                 let login = full_logins(&t, 8, seconds).await;
-                rows.push(Row { server: "keybridge", scenario: "login (authorize, form, code, token)", storage, alg, connections: 8, stats: login, signatures: 2 });
+                rows.push(Row {
+                    server: "keybridge",
+                    scenario: "login (authorize, form, code, token)",
+                    storage,
+                    alg,
+                    connections: 8,
+                    stats: login,
+                    signatures: 2,
+                });
                 rows
             })
             .await;
@@ -160,9 +190,25 @@ async fn run(a: &Args) -> anyhow::Result<Results> {
             gets(&t, "jwks", t.jwks_path, connections, seconds, "oidc-provider").await,
         ];
         let (redeem, rts) = code_redemption(&t, codes, connections, false).await;
-        rows.push(Row { server: "oidc-provider", scenario: "authorization_code", storage: "memory", alg: "RS256", connections, stats: redeem, signatures: 1 });
+        rows.push(Row {
+            server: "oidc-provider",
+            scenario: "authorization_code",
+            storage: "memory",
+            alg: "RS256",
+            connections,
+            stats: redeem,
+            signatures: 1,
+        });
         let refresh = refresh_chains(&t, rts, connections, seconds).await;
-        rows.push(Row { server: "oidc-provider", scenario: "refresh_token", storage: "memory", alg: "RS256", connections, stats: refresh, signatures: 1 });
+        rows.push(Row {
+            server: "oidc-provider",
+            scenario: "refresh_token",
+            storage: "memory",
+            alg: "RS256",
+            connections,
+            stats: refresh,
+            signatures: 1,
+        });
         rows
     })
     .await;
@@ -172,7 +218,14 @@ async fn run(a: &Args) -> anyhow::Result<Results> {
     Ok(res)
 }
 
-async fn gets(t: &Target, scenario: &'static str, path: &str, connections: usize, seconds: Duration, server: &'static str) -> Row {
+async fn gets(
+    t: &Target,
+    scenario: &'static str,
+    path: &str,
+    connections: usize,
+    seconds: Duration,
+    server: &'static str,
+) -> Row {
     let url = Arc::new(format!("{}{path}", t.base));
     let clients: Arc<Vec<reqwest::Client>> = Arc::new((0..connections).map(|_| load::client()).collect());
     let stats = load::run(Bounds { workers: connections, duration: seconds, max_requests: 5_000_000 }, move |w, _| {
@@ -190,15 +243,20 @@ async fn code_redemption(t: &Target, codes: usize, connections: usize, keybridge
     let mint_t = Arc::new(t.clone());
     let mint_clients: Arc<Vec<reqwest::Client>> = Arc::new((0..8).map(|_| load::client()).collect());
     let m = minted.clone();
-    let mint = load::run(Bounds { workers: 8, duration: Duration::from_secs(50), max_requests: codes as u64 }, move |w, _| {
-        let (t, clients, m) = (mint_t.clone(), mint_clients.clone(), m.clone());
-        async move {
-            let code = if keybridge { flows::keybridge_code(&clients[w], &t, servers::EMAIL, servers::PASSWORD).await? } else { flows::peer_code(&t).await? };
-            m.lock().await.push(code);
-            Ok(true)
-        }
-    })
-    .await;
+    let mint =
+        load::run(Bounds { workers: 8, duration: Duration::from_secs(50), max_requests: codes as u64 }, move |w, _| {
+            let (t, clients, m) = (mint_t.clone(), mint_clients.clone(), m.clone());
+            async move {
+                let code = if keybridge {
+                    flows::keybridge_code(&clients[w], &t, servers::EMAIL, servers::PASSWORD).await?
+                } else {
+                    flows::peer_code(&t).await?
+                };
+                m.lock().await.push(code);
+                Ok(true)
+            }
+        })
+        .await;
     if mint.ok == 0 {
         return (mint, Vec::new());
     }
@@ -207,17 +265,20 @@ async fn code_redemption(t: &Target, codes: usize, connections: usize, keybridge
     let redeem_t = Arc::new(t.clone());
     let clients: Arc<Vec<reqwest::Client>> = Arc::new((0..connections).map(|_| load::client()).collect());
     let r = rts.clone();
-    let stats = load::run(Bounds { workers: connections, duration: Duration::from_secs(60), max_requests: codes as u64 }, move |w, _| {
-        let (t, clients, queue, r) = (redeem_t.clone(), clients.clone(), queue.clone(), r.clone());
-        async move {
-            let Some(code) = queue.lock().await.pop() else { return Ok(false) };
-            let body = flows::redeem(&clients[w], &t, &code).await?;
-            if let Some(rt) = body["refresh_token"].as_str() {
-                r.lock().await.push(rt.to_owned());
+    let stats = load::run(
+        Bounds { workers: connections, duration: Duration::from_secs(60), max_requests: codes as u64 },
+        move |w, _| {
+            let (t, clients, queue, r) = (redeem_t.clone(), clients.clone(), queue.clone(), r.clone());
+            async move {
+                let Some(code) = queue.lock().await.pop() else { return Ok(false) };
+                let body = flows::redeem(&clients[w], &t, &code).await?;
+                if let Some(rt) = body["refresh_token"].as_str() {
+                    r.lock().await.push(rt.to_owned());
+                }
+                Ok(true)
             }
-            Ok(true)
-        }
-    })
+        },
+    )
     .await;
     let rts = std::mem::take(&mut *rts.lock().await);
     (stats, rts)
@@ -261,7 +322,8 @@ async fn full_logins(t: &Target, workers: usize, seconds: Duration) -> Stats {
 async fn signing_ceiling(alg: &str, duration: Duration) -> f64 {
     use keybridge_core::signer::JwtSigner as _;
     let store: Arc<dyn keybridge_core::store::Store> = Arc::new(keybridge_store::MemoryStore::new());
-    let km = keybridge_tokens::KeyManager::load_or_create(store, alg.parse().unwrap(), 1_700_000_000, 3600).await.unwrap();
+    let km =
+        keybridge_tokens::KeyManager::load_or_create(store, alg.parse().unwrap(), 1_700_000_000, 3600).await.unwrap();
     let claims = serde_json::json!({
         "iss": "http://127.0.0.1:5556", "sub": "0123456789abcdef0123456789abcdef", "aud": "https://api.example.com",
         "exp": 1_700_003_600, "iat": 1_700_000_000, "jti": "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ",

@@ -42,7 +42,12 @@ pub fn ceiling_fraction(res: &Results, r: &Row) -> Option<f64> {
 }
 
 fn find<'a>(res: &'a Results, server: &str, scenario: &str, storage: &str, alg: &str) -> Option<&'a Row> {
-    res.rows.iter().find(|r| r.server == server && r.scenario == scenario && (storage == "*" || r.storage == storage) && (alg == "*" || r.alg == alg))
+    res.rows.iter().find(|r| {
+        r.server == server
+            && r.scenario == scenario
+            && (storage == "*" || r.storage == storage)
+            && (alg == "*" || r.alg == alg)
+    })
 }
 
 /// The whole report.
@@ -57,7 +62,10 @@ request count. Performance is measured here, never in timed tests.\n"
     );
     let _ = writeln!(s, "## Machine\n\n{}", machine());
 
-    let _ = writeln!(s, "## The signing ceiling\n\nJWT signatures per second with Keybridge's own signing code (`keybridge-tokens`), one thread per core:\n");
+    let _ = writeln!(
+        s,
+        "## The signing ceiling\n\nJWT signatures per second with Keybridge's own signing code (`keybridge-tokens`), one thread per core:\n"
+    );
     let _ = writeln!(s, "| algorithm | signatures/s |\n| --- | ---: |");
     for (alg, c) in &res.ceiling {
         let _ = writeln!(s, "| {alg} | {c:.0} |");
@@ -68,7 +76,10 @@ request count. Performance is measured here, never in timed tests.\n"
     );
 
     let _ = writeln!(s, "## Keybridge\n");
-    let _ = writeln!(s, "| scenario | storage | alg | conns | req/s | p50 ms | p99 ms | errors | share of signing ceiling |");
+    let _ = writeln!(
+        s,
+        "| scenario | storage | alg | conns | req/s | p50 ms | p99 ms | errors | share of signing ceiling |"
+    );
     let _ = writeln!(s, "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in res.rows.iter().filter(|r| r.server == "keybridge") {
         let frac = ceiling_fraction(res, r).map_or("-".to_string(), |f| format!("{:.0}%", f * 100.0));
@@ -94,11 +105,20 @@ request count. Performance is measured here, never in timed tests.\n"
 process with its in-memory adapter, RS256, and an equivalent confidential client (client_secret_basic, PKCE S256). \
 Its access tokens are opaque, so each of its token responses signs one JWT (the ID token) where Keybridge's sign two.\n"
     );
-    let _ = writeln!(s, "| endpoint | Keybridge req/s (memory, RS256) | peer req/s | Keybridge / peer | Keybridge p99 ms | peer p99 ms |");
+    let _ = writeln!(
+        s,
+        "| endpoint | Keybridge req/s (memory, RS256) | peer req/s | Keybridge / peer | Keybridge p99 ms | peer p99 ms |"
+    );
     let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: |");
     for scenario in ["discovery", "jwks", "authorization_code", "refresh_token"] {
-        let kb = find(res, "keybridge", scenario, "*", if scenario == "discovery" || scenario == "jwks" { "-" } else { "RS256" })
-            .filter(|r| r.storage == "memory" || r.storage == "-");
+        let kb = find(
+            res,
+            "keybridge",
+            scenario,
+            "*",
+            if scenario == "discovery" || scenario == "jwks" { "-" } else { "RS256" },
+        )
+        .filter(|r| r.storage == "memory" || r.storage == "-");
         let kb = kb.or_else(|| find(res, "keybridge", scenario, "memory", "RS256"));
         let peer = find(res, "oidc-provider", scenario, "*", "*");
         if let (Some(k), Some(p)) = (kb, peer) {
@@ -127,24 +147,47 @@ Its access tokens are opaque, so each of its token responses signs one JWT (the 
             for scenario in ["authorization_code", "refresh_token"] {
                 if let Some(r) = find(res, "keybridge", scenario, storage, alg) {
                     let f = ceiling_fraction(res, r).unwrap_or(0.0);
-                    targets.push((format!("{scenario}, {storage}, {alg}: at least {:.0}% of the signing ceiling", want * 100.0), format!("{:.0}%", f * 100.0), f >= want));
+                    targets.push((
+                        format!("{scenario}, {storage}, {alg}: at least {:.0}% of the signing ceiling", want * 100.0),
+                        format!("{:.0}%", f * 100.0),
+                        f >= want,
+                    ));
                 }
             }
         }
     }
     for scenario in ["discovery", "jwks"] {
-        if let (Some(k), Some(p)) = (find(res, "keybridge", scenario, "*", "*"), find(res, "oidc-provider", scenario, "*", "*")) {
+        if let (Some(k), Some(p)) =
+            (find(res, "keybridge", scenario, "*", "*"), find(res, "oidc-provider", scenario, "*", "*"))
+        {
             let ratio = k.stats.rps() / p.stats.rps().max(1e-9);
             targets.push((format!("{scenario}: at least 5x the peer"), format!("{ratio:.1}x"), ratio >= 5.0));
         }
     }
-    for r in res.rows.iter().filter(|r| r.server == "keybridge" && (r.scenario == "authorization_code" || r.scenario == "refresh_token")) {
-        targets.push((format!("{}, {}, {}: p99 under 10 ms at {} connections", r.scenario, r.storage, r.alg, r.connections), format!("{:.2} ms", r.stats.p99_ms), r.stats.p99_ms < 10.0));
+    for r in res
+        .rows
+        .iter()
+        .filter(|r| r.server == "keybridge" && (r.scenario == "authorization_code" || r.scenario == "refresh_token"))
+    {
+        targets.push((
+            format!("{}, {}, {}: p99 under 10 ms at {} connections", r.scenario, r.storage, r.alg, r.connections),
+            format!("{:.2} ms", r.stats.p99_ms),
+            r.stats.p99_ms < 10.0,
+        ));
     }
     let peer_peak = res.rss.iter().find(|(n, _, _)| n.starts_with("oidc-provider")).and_then(|(_, _, p)| *p);
-    let kb_peak = res.rss.iter().filter(|(n, _, _)| n.starts_with("keybridge")).filter_map(|(_, _, p)| *p).fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
+    let kb_peak = res
+        .rss
+        .iter()
+        .filter(|(n, _, _)| n.starts_with("keybridge"))
+        .filter_map(|(_, _, p)| *p)
+        .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
     if let (Some(k), Some(p)) = (kb_peak, peer_peak) {
-        targets.push(("RSS under a quarter of the peer's (peaks)".into(), format!("{k:.1} MiB vs {p:.1} MiB ({:.0}%)", 100.0 * k / p), k < p / 4.0));
+        targets.push((
+            "RSS under a quarter of the peer's (peaks)".into(),
+            format!("{k:.1} MiB vs {p:.1} MiB ({:.0}%)", 100.0 * k / p),
+            k < p / 4.0,
+        ));
     }
     let _ = writeln!(s, "| target | measured | met |\n| --- | --- | --- |");
     for (what, measured, met) in targets {

@@ -64,8 +64,13 @@ impl Keybridge {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let base = format!("http://{addr}");
-        let cfg = keybridge_server::config::from_yaml(&config(&base, &addr.to_string(), db, alg)).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let running = keybridge_server::app::start(cfg, keybridge_server::app::Deps { listener: Some(listener), workers: Some(2), ..Default::default() }).await?;
+        let cfg = keybridge_server::config::from_yaml(&config(&base, &addr.to_string(), db, alg))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let running = keybridge_server::app::start(
+            cfg,
+            keybridge_server::app::Deps { listener: Some(listener), workers: Some(2), ..Default::default() },
+        )
+        .await?;
         let keybridge_server::app::Running { handle, server, .. } = running;
         tokio::spawn(server);
         Ok(Self { base, running: Running::InProcess(handle) })
@@ -73,7 +78,11 @@ impl Keybridge {
 
     /// The release binary, as its own process.
     pub async fn binary(bin: &Path, db: Option<&str>, alg: &str) -> anyhow::Result<Self> {
-        anyhow::ensure!(bin.exists(), "{} does not exist: build it with `cargo build --release -p keybridge-server`", bin.display());
+        anyhow::ensure!(
+            bin.exists(),
+            "{} does not exist: build it with `cargo build --release -p keybridge-server`",
+            bin.display()
+        );
         let port = keybridge_testkit::process::free_port();
         let base = format!("http://127.0.0.1:{port}");
         let path = std::env::temp_dir().join(format!("keybridge-bench-{}-{port}.yaml", std::process::id()));
@@ -144,7 +153,13 @@ impl Peer {
             &dir,
             "server.mjs",
             &[],
-            &[("PORT", &port_s), ("CLIENT_ID", CLIENT), ("CLIENT_SECRET", SECRET), ("REDIRECT_URI", REDIRECT), ("NODE_ENV", "production")],
+            &[
+                ("PORT", &port_s),
+                ("CLIENT_ID", CLIENT),
+                ("CLIENT_SECRET", SECRET),
+                ("REDIRECT_URI", REDIRECT),
+                ("NODE_ENV", "production"),
+            ],
             "ready on",
             Duration::from_secs(30),
         )

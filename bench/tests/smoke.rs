@@ -21,7 +21,9 @@ fn the_benchmark_runs_every_scenario() {
         assert!(stdout.contains(needle), "{needle:?} missing from the report:\n{stdout}");
     }
     // Every scenario reports zero errors.
-    for line in stdout.lines().filter(|l| l.starts_with("| ") && l.matches('|').count() == 10 && !l.contains("---") && !l.contains("scenario")) {
+    for line in stdout.lines().filter(|l| {
+        l.starts_with("| ") && l.matches('|').count() == 10 && !l.contains("---") && !l.contains("scenario")
+    }) {
         let errors = line.split('|').nth(8).unwrap().trim();
         assert_eq!(errors, "0", "errors in: {line}");
     }

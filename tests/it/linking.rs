@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use keybridge_core::store::Store;
-use keybridge_testkit::{GPT_CLIENT, GPT_REDIRECT, Options, TestApp, password_hash, query_param, spawn_app_with, yaml_with_connectors};
+use keybridge_testkit::{
+    GPT_CLIENT, GPT_REDIRECT, Options, TestApp, password_hash, query_param, spawn_app_with, yaml_with_connectors,
+};
 use serde_json::Value;
 
 const EMAIL: &str = "alice@example.com";
@@ -65,7 +67,8 @@ async fn switching_providers_across_a_restart_keeps_the_sub_and_the_refresh_toke
     let t2 = login(&after, "clerk", "pw-b").await;
     assert_eq!(sub(&t2), s, "the same person keeps the same sub");
     // The refresh token issued through A keeps working, from the stored identity.
-    let res = after.token(&[("grant_type", "refresh_token"), ("refresh_token", t1["refresh_token"].as_str().unwrap())]).await;
+    let res =
+        after.token(&[("grant_type", "refresh_token"), ("refresh_token", t1["refresh_token"].as_str().unwrap())]).await;
     assert_eq!(res.status(), 200);
     let t3: Value = res.json().await.unwrap();
     assert_eq!(sub(&t3), s);
@@ -88,12 +91,22 @@ async fn an_unverified_email_never_links() {
 #[tokio::test]
 async fn an_unverified_email_conflict_can_be_refused_with_a_page() {
     let store: Arc<dyn Store> = Arc::new(keybridge_store::MemoryStore::new());
-    let connectors = format!("{}{}", provider("a", "a-1", "pw-a", true, ""), provider("b", "b-1", "pw-b", false, "    on_email_conflict: deny\n"));
+    let connectors = format!(
+        "{}{}",
+        provider("a", "a-1", "pw-a", true, ""),
+        provider("b", "b-1", "pw-b", false, "    on_email_conflict: deny\n")
+    );
     let app = app(store, connectors).await;
     login(&app, "a", "pw-a").await;
     let browser = app.browser();
     let form = browser
-        .open_login_form(&[("response_type", "code"), ("client_id", GPT_CLIENT), ("redirect_uri", GPT_REDIRECT), ("state", "s"), ("connector_id", "b")])
+        .open_login_form(&[
+            ("response_type", "code"),
+            ("client_id", GPT_CLIENT),
+            ("redirect_uri", GPT_REDIRECT),
+            ("state", "s"),
+            ("connector_id", "b"),
+        ])
         .await;
     let res = browser.submit(&form, (EMAIL, "pw-b")).await;
     assert_eq!(res.status(), 400);
@@ -128,7 +141,11 @@ async fn upstream_identity_claims_are_opt_in() {
     let connectors = provider("a", "a-1", "pw-a", true, "");
     let opted = spawn_app_with(Options {
         yaml: Some(Box::new(move |iss, listen| {
-            yaml_with_connectors(iss, listen, &connectors).replacen("    audience: https://api.example.com\n", "    audience: https://api.example.com\n    upstream_identity_claims: true\n", 1)
+            yaml_with_connectors(iss, listen, &connectors).replacen(
+                "    audience: https://api.example.com\n",
+                "    audience: https://api.example.com\n    upstream_identity_claims: true\n",
+                1,
+            )
         })),
         store: Some(store),
         ..Default::default()

@@ -125,7 +125,15 @@ pub async fn build_state(config: &Config, deps: &Deps) -> anyhow::Result<AppStat
         keys.algorithm(),
         config.clients.iter().any(|c| c.is_public()),
     ));
-    Ok(AppState { provider, keys, discovery, base_path, secure_cookies: issuer.scheme() == "https", pg, metrics: crate::observe::Metrics::new()? })
+    Ok(AppState {
+        provider,
+        keys,
+        discovery,
+        base_path,
+        secure_cookies: issuer.scheme() == "https",
+        pg,
+        metrics: crate::observe::Metrics::new()?,
+    })
 }
 
 /// Registers every route, under the issuer's path.
@@ -177,13 +185,23 @@ pub async fn start(config: Config, deps: Deps) -> anyhow::Result<Running> {
     let server = server.run();
     let handle = server.handle();
     spawn_housekeeping(state.provider.clone());
-    spawn_key_maintenance(state.keys.clone(), state.provider.clone(), config.keys.rotation_period, config.keys.publish_delay);
+    spawn_key_maintenance(
+        state.keys.clone(),
+        state.provider.clone(),
+        config.keys.rotation_period,
+        config.keys.publish_delay,
+    );
     Ok(Running { addr, handle, state, server })
 }
 
 /// Reloads the keys (another replica may have rotated) and rotates when the period is up. Runs
 /// at least twice per publish delay, so every replica publishes a new key before it signs.
-fn spawn_key_maintenance(keys: Arc<KeyManager>, provider: Arc<Provider>, rotation_period: Option<i64>, publish_delay: i64) {
+fn spawn_key_maintenance(
+    keys: Arc<KeyManager>,
+    provider: Arc<Provider>,
+    rotation_period: Option<i64>,
+    publish_delay: i64,
+) {
     let every = Duration::from_secs((publish_delay / 2).clamp(1, 30) as u64);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -192,7 +210,11 @@ fn spawn_key_maintenance(keys: Arc<KeyManager>, provider: Arc<Provider>, rotatio
             tick.tick().await;
             let now = provider.now();
             let due = rotation_period.is_some_and(|p| keys.newest_key_created_at().saturating_add(p) <= now);
-            let result = if due { keys.rotate(now).await.map(|kid| tracing::info!(%kid, "signing key rotated on schedule")) } else { keys.reload_at(now).await };
+            let result = if due {
+                keys.rotate(now).await.map(|kid| tracing::info!(%kid, "signing key rotated on schedule"))
+            } else {
+                keys.reload_at(now).await
+            };
             if let Err(e) = result {
                 tracing::warn!(error = %e, "signing key maintenance failed; will retry");
             }

@@ -330,7 +330,9 @@ fn keys(command: KeysCommand) -> ExitCode {
     };
     let Some(cfg) = load_or_report(&path) else { return ExitCode::FAILURE };
     if matches!(cfg.storage, config::StorageConfig::Memory) {
-        eprintln!("keybridge keys: storage kind is memory, whose keys live inside the running server; use kind: postgres to manage keys from here");
+        eprintln!(
+            "keybridge keys: storage kind is memory, whose keys live inside the running server; use kind: postgres to manage keys from here"
+        );
         return ExitCode::FAILURE;
     }
     let Some(rt) = runtime() else { return ExitCode::FAILURE };
@@ -344,9 +346,23 @@ fn keys(command: KeysCommand) -> ExitCode {
         }
         println!("{:<34} {:<6} {:<8} {:<12} {:<12} {:<12}", "kid", "alg", "state", "created", "retired", "expires");
         for k in km.keys() {
-            let state = if k.active { "newest" } else if k.published { "retired" } else { "expired" };
+            let state = if k.active {
+                "newest"
+            } else if k.published {
+                "retired"
+            } else {
+                "expired"
+            };
             let t = |v: Option<i64>| v.map_or("-".to_string(), |s| s.to_string());
-            println!("{:<34} {:<6} {:<8} {:<12} {:<12} {:<12}", k.kid, k.alg, state, k.created_at, t(k.retired_at), t(k.expires_at));
+            println!(
+                "{:<34} {:<6} {:<8} {:<12} {:<12} {:<12}",
+                k.kid,
+                k.alg,
+                state,
+                k.created_at,
+                t(k.retired_at),
+                t(k.expires_at)
+            );
         }
         println!("signing now: {}", km.active_kid());
         anyhow::Ok(())
@@ -378,7 +394,9 @@ where
 {
     let Some(cfg) = load_or_report(&path) else { return ExitCode::FAILURE };
     if matches!(cfg.storage, config::StorageConfig::Memory) {
-        eprintln!("keybridge: storage kind is memory, which lives inside the running server; use kind: postgres to manage users and tokens from here");
+        eprintln!(
+            "keybridge: storage kind is memory, which lives inside the running server; use kind: postgres to manage users and tokens from here"
+        );
         return ExitCode::FAILURE;
     }
     let Some(rt) = runtime() else { return ExitCode::FAILURE };
@@ -404,12 +422,17 @@ async fn users(command: UsersCommand, store: std::sync::Arc<dyn keybridge_core::
     use keybridge_core::users;
     match command {
         UsersCommand::Import { file, .. } => {
-            let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-            let rows = users::parse(&text).map_err(|p| anyhow::anyhow!("{} was not imported:\n  - {}", file.display(), p.join("\n  - ")))?;
-            let links = users::plan(store.as_ref(), &rows, now())
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let rows = users::parse(&text)
+                .map_err(|p| anyhow::anyhow!("{} was not imported:\n  - {}", file.display(), p.join("\n  - ")))?;
+            let links = users::plan(store.as_ref(), &rows, now()).await.map_err(|p| {
+                anyhow::anyhow!("{} was not imported (nothing was changed):\n  - {}", file.display(), p.join("\n  - "))
+            })?;
+            store
+                .import(&[], &links)
                 .await
-                .map_err(|p| anyhow::anyhow!("{} was not imported (nothing was changed):\n  - {}", file.display(), p.join("\n  - ")))?;
-            store.import(&[], &links).await.map_err(|e| anyhow::anyhow!("{} was not imported (nothing was changed): {e}", file.display()))?;
+                .map_err(|e| anyhow::anyhow!("{} was not imported (nothing was changed): {e}", file.display()))?;
             println!("imported {} link(s)", links.len());
         }
         UsersCommand::Export { .. } => {
@@ -419,7 +442,8 @@ async fn users(command: UsersCommand, store: std::sync::Arc<dyn keybridge_core::
         }
         UsersCommand::Show { who, .. } => {
             let subjects: Vec<Subject> = if who.contains('@') {
-                let mut s: Vec<Subject> = store.find_links_by_email(&who).await?.into_iter().map(|l| l.subject).collect();
+                let mut s: Vec<Subject> =
+                    store.find_links_by_email(&who).await?.into_iter().map(|l| l.subject).collect();
                 s.sort();
                 s.dedup();
                 s
@@ -458,15 +482,19 @@ async fn users(command: UsersCommand, store: std::sync::Arc<dyn keybridge_core::
             match store.create_link(&link).await {
                 Ok(()) => println!("linked {connector}/{upstream_id} to {sub}"),
                 Err(StorageError::NotFound) => anyhow::bail!("no user with sub {sub:?}"),
-                Err(StorageError::AlreadyExists) => anyhow::bail!("{connector}/{upstream_id} is already linked; unlink it first"),
+                Err(StorageError::AlreadyExists) => {
+                    anyhow::bail!("{connector}/{upstream_id} is already linked; unlink it first")
+                }
                 Err(e) => return Err(e.into()),
             }
         }
-        UsersCommand::Unlink { connector, upstream_id, .. } => match store.delete_link(&ConnectorId::new(&connector), &upstream_id).await {
-            Ok(()) => println!("unlinked {connector}/{upstream_id}"),
-            Err(StorageError::NotFound) => anyhow::bail!("{connector}/{upstream_id} is not linked"),
-            Err(e) => return Err(e.into()),
-        },
+        UsersCommand::Unlink { connector, upstream_id, .. } => {
+            match store.delete_link(&ConnectorId::new(&connector), &upstream_id).await {
+                Ok(()) => println!("unlinked {connector}/{upstream_id}"),
+                Err(StorageError::NotFound) => anyhow::bail!("{connector}/{upstream_id} is not linked"),
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
     Ok(())
 }

@@ -368,7 +368,10 @@ fn read_key(source: &str, value: Result<String, String>, problems: &mut Vec<Stri
 }
 
 fn env_value(var: &str) -> Result<String, String> {
-    std::env::var(var).ok().filter(|v| !v.is_empty()).ok_or_else(|| format!("environment variable {var} is not set or empty"))
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("environment variable {var} is not set or empty"))
 }
 
 fn file_value(path: &str) -> Result<String, String> {
@@ -416,7 +419,11 @@ fn check_keys(k: &RawKeys, problems: &mut Vec<String>) -> Option<KeysConfig> {
 fn check_storage(s: &RawStorage, problems: &mut Vec<String>) -> Option<StorageConfig> {
     match s.kind.as_str() {
         "memory" => {
-            for (key, set) in [("url", s.url.is_some()), ("url_env", s.url_env.is_some()), ("max_connections", s.max_connections.is_some())] {
+            for (key, set) in [
+                ("url", s.url.is_some()),
+                ("url_env", s.url_env.is_some()),
+                ("max_connections", s.max_connections.is_some()),
+            ] {
                 if set {
                     problems.push(format!("storage.{key}: only applies to kind: postgres"));
                 }
@@ -438,14 +445,18 @@ fn check_storage(s: &RawStorage, problems: &mut Vec<String>) -> Option<StorageCo
                     }
                 },
                 (None, None) => {
-                    problems.push("storage.url: required for kind: postgres (postgres://user:password@host:5432/db)".into());
+                    problems.push(
+                        "storage.url: required for kind: postgres (postgres://user:password@host:5432/db)".into(),
+                    );
                     None
                 }
             };
             if let Some(u) = &url
                 && u.parse::<tokio_postgres::Config>().is_err()
             {
-                problems.push("storage.url: not a PostgreSQL connection URL (postgres://user:password@host:5432/db)".into());
+                problems.push(
+                    "storage.url: not a PostgreSQL connection URL (postgres://user:password@host:5432/db)".into(),
+                );
             }
             let max_connections = s.max_connections.unwrap_or(16);
             if !(1..=1000).contains(&max_connections) {

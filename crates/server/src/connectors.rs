@@ -170,50 +170,51 @@ pub fn check_all(raw: Vec<RawConnector>, problems: &mut Vec<String>) -> Vec<Conn
         }
         let link = link_policy(&at, &c, problems);
         let name = c.name.unwrap_or_else(|| id.clone());
-        let kind = match c.kind.as_deref() {
-            Some("local") => {
-                parse_config::<keybridge_connector_local::Config>(&at, c.config, problems).and_then(|cfg| {
-                    if cfg.users.is_empty() {
-                        problems.push(format!("{at}.config.users: at least one user is required"));
-                    }
-                    match LocalConnector::open(cfg) {
-                        Ok(l) => Some(ConnectorKind::Local(Arc::new(l))),
+        let kind =
+            match c.kind.as_deref() {
+                Some("local") => {
+                    parse_config::<keybridge_connector_local::Config>(&at, c.config, problems).and_then(|cfg| {
+                        if cfg.users.is_empty() {
+                            problems.push(format!("{at}.config.users: at least one user is required"));
+                        }
+                        match LocalConnector::open(cfg) {
+                            Ok(l) => Some(ConnectorKind::Local(Arc::new(l))),
+                            Err(errs) => {
+                                problems.extend(errs.into_iter().map(|e| format!("{at}.config.{e}")));
+                                None
+                            }
+                        }
+                    })
+                }
+                Some("supabase") => parse_config::<keybridge_connector_supabase::Config>(&at, c.config, problems)
+                    .and_then(|cfg| match SupabaseConnector::open(cfg) {
+                        Ok(s) => Some(ConnectorKind::Supabase(Arc::new(s))),
                         Err(errs) => {
                             problems.extend(errs.into_iter().map(|e| format!("{at}.config.{e}")));
                             None
                         }
-                    }
-                })
-            }
-            Some("supabase") => parse_config::<keybridge_connector_supabase::Config>(&at, c.config, problems)
-                .and_then(|cfg| match SupabaseConnector::open(cfg) {
-                    Ok(s) => Some(ConnectorKind::Supabase(Arc::new(s))),
-                    Err(errs) => {
-                        problems.extend(errs.into_iter().map(|e| format!("{at}.config.{e}")));
-                        None
-                    }
-                }),
-            Some("auth0") => parse_config::<keybridge_connector_auth0::Config>(&at, c.config, problems)
-                .and_then(|cfg| open_or_report(&at, keybridge_connector_auth0::open(cfg), problems))
-                .map(|o| ConnectorKind::Auth0(Arc::new(o))),
-            Some("clerk") => parse_config::<keybridge_connector_clerk::Config>(&at, c.config, problems)
-                .and_then(|cfg| open_or_report(&at, ClerkConnector::open(cfg), problems))
-                .map(|o| ConnectorKind::Clerk(Arc::new(o))),
-            Some("oidc") => parse_config::<keybridge_connector_oidc::Config>(&at, c.config, problems)
-                .and_then(|cfg| open_or_report(&at, OidcConnector::open(cfg), problems))
-                .map(|o| ConnectorKind::Oidc(Arc::new(o))),
-            Some("firebase") => parse_config::<keybridge_connector_firebase::Config>(&at, c.config, problems)
-                .and_then(|cfg| open_or_report(&at, FirebaseConnector::open(cfg), problems))
-                .map(|f| ConnectorKind::Firebase(Arc::new(f))),
-            Some(other) => {
-                problems.push(format!("{at}.type: unknown connector type {other:?} (known: {})", TYPES.join(", ")));
-                None
-            }
-            None => {
-                problems.push(format!("{at}.type: required (one of: {})", TYPES.join(", ")));
-                None
-            }
-        };
+                    }),
+                Some("auth0") => parse_config::<keybridge_connector_auth0::Config>(&at, c.config, problems)
+                    .and_then(|cfg| open_or_report(&at, keybridge_connector_auth0::open(cfg), problems))
+                    .map(|o| ConnectorKind::Auth0(Arc::new(o))),
+                Some("clerk") => parse_config::<keybridge_connector_clerk::Config>(&at, c.config, problems)
+                    .and_then(|cfg| open_or_report(&at, ClerkConnector::open(cfg), problems))
+                    .map(|o| ConnectorKind::Clerk(Arc::new(o))),
+                Some("oidc") => parse_config::<keybridge_connector_oidc::Config>(&at, c.config, problems)
+                    .and_then(|cfg| open_or_report(&at, OidcConnector::open(cfg), problems))
+                    .map(|o| ConnectorKind::Oidc(Arc::new(o))),
+                Some("firebase") => parse_config::<keybridge_connector_firebase::Config>(&at, c.config, problems)
+                    .and_then(|cfg| open_or_report(&at, FirebaseConnector::open(cfg), problems))
+                    .map(|f| ConnectorKind::Firebase(Arc::new(f))),
+                Some(other) => {
+                    problems.push(format!("{at}.type: unknown connector type {other:?} (known: {})", TYPES.join(", ")));
+                    None
+                }
+                None => {
+                    problems.push(format!("{at}.type: required (one of: {})", TYPES.join(", ")));
+                    None
+                }
+            };
         if let Some(kind) = kind {
             out.push(ConnectorSpec { id, name, kind, link });
         }

@@ -29,15 +29,25 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new_custom(Some("keybridge".into()), None)?;
-        let requests = IntCounterVec::new(Opts::new("http_requests_total", "HTTP requests by endpoint, method and status"), &["endpoint", "method", "status"])?;
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests by endpoint, method and status"),
+            &["endpoint", "method", "status"],
+        )?;
         let latency = HistogramVec::new(
             HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by endpoint")
                 .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
             &["endpoint"],
         )?;
-        let tokens = IntCounterVec::new(Opts::new("tokens_issued_total", "Token responses by grant type and client"), &["grant_type", "client_id"])?;
-        let logins = IntCounterVec::new(Opts::new("logins_total", "Logins by connector and outcome"), &["connector_id", "outcome"])?;
-        let pool = IntGaugeVec::new(Opts::new("storage_pool_connections", "Storage pool connections by state"), &["state"])?;
+        let tokens = IntCounterVec::new(
+            Opts::new("tokens_issued_total", "Token responses by grant type and client"),
+            &["grant_type", "client_id"],
+        )?;
+        let logins = IntCounterVec::new(
+            Opts::new("logins_total", "Logins by connector and outcome"),
+            &["connector_id", "outcome"],
+        )?;
+        let pool =
+            IntGaugeVec::new(Opts::new("storage_pool_connections", "Storage pool connections by state"), &["state"])?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(tokens.clone()))?;
@@ -53,7 +63,10 @@ impl Metrics {
 }
 
 /// Counts every request and its latency, labelled by route pattern (bounded cardinality).
-pub async fn track(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, Error> {
+pub async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let start = std::time::Instant::now();
     let method = req.method().to_string();
     let state = req.app_data::<web::Data<AppState>>().cloned();
@@ -87,10 +100,13 @@ pub async fn readyz(st: web::Data<AppState>) -> HttpResponse {
     let keys = !st.keys.active_kid().as_str().is_empty();
     match st.provider.store.ping().await {
         Ok(()) if keys => HttpResponse::Ok().json(serde_json::json!({"status": "ready"})),
-        Ok(()) => HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "not ready", "keys": "not loaded"})),
+        Ok(()) => {
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "not ready", "keys": "not loaded"}))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "not ready", "storage": "unreachable"}))
+            HttpResponse::ServiceUnavailable()
+                .json(serde_json::json!({"status": "not ready", "storage": "unreachable"}))
         }
     }
 }

@@ -276,7 +276,12 @@ async fn json_logs_have_request_ids_and_no_secrets_and_sigterm_exits_cleanly() {
     assert!(up);
     let res = http
         .post(format!("{issuer}/token"))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", "rt-secret-value"), ("client_id", "demo"), ("client_secret", "demo-secret")])
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "rt-secret-value"),
+            ("client_id", "demo"),
+            ("client_secret", "demo-secret"),
+        ])
         .send()
         .await
         .unwrap();
@@ -284,10 +289,17 @@ async fn json_logs_have_request_ids_and_no_secrets_and_sigterm_exits_cleanly() {
     let pid = child.id().unwrap();
     let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     assert!(status.success());
-    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output()).await.expect("exits after SIGTERM").unwrap();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
     assert!(out.status.success(), "graceful shutdown exits 0: {:?}", out.status);
     let logs = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<serde_json::Value> = logs.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
     assert!(lines.iter().any(|l| l.to_string().contains("request_id")), "{logs}");
     assert!(lines.iter().any(|l| l.to_string().contains("\"client_id\":\"demo\"")), "{logs}");
     assert!(!logs.contains("demo-secret") && !logs.contains("rt-secret-value"), "no secrets in logs:\n{logs}");
@@ -304,7 +316,10 @@ fn the_docker_config_validates() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("storage:    postgres postgres://keybridge:***@postgres:5432/keybridge"), "the password is masked: {text}");
+    assert!(
+        text.contains("storage:    postgres postgres://keybridge:***@postgres:5432/keybridge"),
+        "the password is masked: {text}"
+    );
 }
 
 #[test]

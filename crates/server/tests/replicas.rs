@@ -98,7 +98,8 @@ async fn start_replica(config_path: &std::path::Path, issuer: &str) -> Replica {
 async fn fleet(n: usize, db_url: &str, extra: &str) -> Fleet {
     // One issuer, as a load balancer in front of the replicas would present.
     let issuer = "http://127.0.0.1:8443".to_string();
-    let config_path = std::env::temp_dir().join(format!("keybridge-replicas-{}-{}.yaml", std::process::id(), free_port()));
+    let config_path =
+        std::env::temp_dir().join(format!("keybridge-replicas-{}-{}.yaml", std::process::id(), free_port()));
     std::fs::write(&config_path, config(&issuer, db_url, extra)).unwrap();
     let mut replicas = Vec::new();
     for _ in 0..n {
@@ -124,7 +125,13 @@ struct Form {
 async fn open_form(b: &reqwest::Client, fleet: &Fleet, r: &Replica) -> Form {
     let res = b
         .get(format!("{}/authorize", r.base))
-        .query(&[("response_type", "code"), ("client_id", CLIENT), ("redirect_uri", REDIRECT), ("state", "s1"), ("scope", "openid email")])
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", CLIENT),
+            ("redirect_uri", REDIRECT),
+            ("state", "s1"),
+            ("scope", "openid email"),
+        ])
         .send()
         .await
         .unwrap();
@@ -162,7 +169,8 @@ async fn token(r: &Replica, form: &[(&str, &str)]) -> (u16, Value) {
 }
 
 async fn redeem(r: &Replica, code: &str) -> Value {
-    let (status, body) = token(r, &[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT)]).await;
+    let (status, body) =
+        token(r, &[("grant_type", "authorization_code"), ("code", code), ("redirect_uri", REDIRECT)]).await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -176,14 +184,17 @@ async fn authorize_on_a_redeem_on_b_refresh_on_c() {
     let form = open_form(&br, &f, a).await;
     let code = submit(&br, a, &form).await;
     let tokens = redeem(b, &code).await;
-    let (status, refreshed) = token(c, &[("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap())]).await;
+    let (status, refreshed) =
+        token(c, &[("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap())])
+            .await;
     assert_eq!(status, 200, "{refreshed}");
     // Every replica serves the same keys, so an access token from one is good at another's /userinfo.
     let at = refreshed["access_token"].as_str().unwrap();
     let userinfo = |r: &Replica| reqwest::Client::new().get(format!("{}/userinfo", r.base)).bearer_auth(at).send();
     assert_eq!(userinfo(a).await.unwrap().status(), 200);
     // The code is spent everywhere, and replaying it on C revokes the grant for every replica.
-    let (status, err) = token(c, &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT)]).await;
+    let (status, err) =
+        token(c, &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT)]).await;
     assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")));
     assert_eq!(userinfo(a).await.unwrap().status(), 401);
     assert_eq!(userinfo(b).await.unwrap().status(), 401);
@@ -191,7 +202,10 @@ async fn authorize_on_a_redeem_on_b_refresh_on_c() {
 
 fn kid_of(jwt: &str) -> String {
     use base64::Engine as _;
-    let h: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwt.split('.').next().unwrap()).unwrap()).unwrap();
+    let h: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(jwt.split('.').next().unwrap()).unwrap(),
+    )
+    .unwrap();
     h["kid"].as_str().unwrap().to_owned()
 }
 
@@ -213,12 +227,18 @@ async fn a_key_rotated_through_one_replica_verifies_against_another() {
     let f = fleet(2, &db, "keys:\n  publish_delay: 2s\n").await;
     let (a, b) = (&f.replicas[0], &f.replicas[1]);
     let first = jwks(a).await["keys"][0]["kid"].as_str().unwrap().to_owned();
-    let out = tokio::process::Command::new(BIN).args(["keys", "rotate", "--config"]).arg(&f.config_path).output().await.unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .args(["keys", "rotate", "--config"])
+        .arg(&f.config_path)
+        .output()
+        .await
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // Both replicas publish the new key within the publish delay...
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let new_kid = loop {
-        let kids: Vec<String> = jwks(b).await["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
+        let kids: Vec<String> =
+            jwks(b).await["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
         if let Some(k) = kids.iter().find(|k| **k != first) {
             assert!(kids.contains(&first), "the old key stays published");
             break k.clone();
@@ -282,7 +302,8 @@ async fn racing_refreshes_on_two_replicas_follow_the_rotation_rules() {
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let (status, err) = token(b, &form).await;
     assert_eq!((status, err["error"].as_str()), (400, Some("invalid_grant")));
-    let (status, _) = token(a, &[("grant_type", "refresh_token"), ("refresh_token", ra.1["refresh_token"].as_str().unwrap())]).await;
+    let (status, _) =
+        token(a, &[("grant_type", "refresh_token"), ("refresh_token", ra.1["refresh_token"].as_str().unwrap())]).await;
     assert_eq!(status, 400, "the racer's child is revoked too");
 }
 
@@ -302,7 +323,9 @@ async fn a_postgres_outage_answers_503_and_service_returns_by_itself() {
     })
     .await
     .unwrap();
-    let (status, err) = token(r, &[("grant_type", "refresh_token"), ("refresh_token", before["refresh_token"].as_str().unwrap())]).await;
+    let (status, err) =
+        token(r, &[("grant_type", "refresh_token"), ("refresh_token", before["refresh_token"].as_str().unwrap())])
+            .await;
     assert_eq!((status, err["error"].as_str()), (503, Some("temporarily_unavailable")), "{err}");
     let page = br
         .get(format!("{}/authorize", r.base))
@@ -323,7 +346,9 @@ async fn a_postgres_outage_answers_503_and_service_returns_by_itself() {
     .unwrap();
     assert!(wait_ready(&r.base, Duration::from_secs(30)).await, "service came back by itself");
     // Nothing committed before the outage was lost.
-    let (status, body) = token(r, &[("grant_type", "refresh_token"), ("refresh_token", before["refresh_token"].as_str().unwrap())]).await;
+    let (status, body) =
+        token(r, &[("grant_type", "refresh_token"), ("refresh_token", before["refresh_token"].as_str().unwrap())])
+            .await;
     assert_eq!(status, 200, "{body}");
     let form = open_form(&br, &f, r).await;
     redeem(r, &submit(&br, r, &form).await).await;

@@ -5,7 +5,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use keybridge_core::store::Store;
-use keybridge_testkit::{GPT_CLIENT, GPT_REDIRECT, Options, TestApp, password_hash, query_param, spawn_app_with, yaml_with_connectors};
+use keybridge_testkit::{
+    GPT_CLIENT, GPT_REDIRECT, Options, TestApp, password_hash, query_param, spawn_app_with, yaml_with_connectors,
+};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_keybridge");
@@ -20,13 +22,24 @@ fn provider(id: &str, upstream_id: &str, password: &str, verified: bool) -> Stri
 
 async fn app(db: &str, connectors: String) -> TestApp {
     let store: Arc<dyn Store> = Arc::new(keybridge_store_postgres::PgStore::connect(db, 4).unwrap());
-    spawn_app_with(Options { yaml: Some(Box::new(move |i, l| yaml_with_connectors(i, l, &connectors))), store: Some(store), ..Default::default() }).await
+    spawn_app_with(Options {
+        yaml: Some(Box::new(move |i, l| yaml_with_connectors(i, l, &connectors))),
+        store: Some(store),
+        ..Default::default()
+    })
+    .await
 }
 
 async fn login(app: &TestApp, connector: &str, password: &str) -> Value {
     let redirect = app
         .authorize_and_login(
-            &[("response_type", "code"), ("client_id", GPT_CLIENT), ("redirect_uri", GPT_REDIRECT), ("state", "s"), ("connector_id", connector)],
+            &[
+                ("response_type", "code"),
+                ("client_id", GPT_CLIENT),
+                ("redirect_uri", GPT_REDIRECT),
+                ("state", "s"),
+                ("connector_id", connector),
+            ],
             (EMAIL, password),
         )
         .await;
@@ -36,7 +49,8 @@ async fn login(app: &TestApp, connector: &str, password: &str) -> Value {
 fn sub(t: &Value) -> String {
     use base64::Engine as _;
     let p = t["access_token"].as_str().unwrap().split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap();
     claims["sub"].as_str().unwrap().to_owned()
 }
 
@@ -47,10 +61,15 @@ struct Cli {
 
 impl Cli {
     fn new(db: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("keybridge-users-cli-{}-{}", std::process::id(), keybridge_testkit::process::free_port()));
+        let dir = std::env::temp_dir().join(format!(
+            "keybridge-users-cli-{}-{}",
+            std::process::id(),
+            keybridge_testkit::process::free_port()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
-        let yaml = yaml_with_connectors("http://127.0.0.1:5556", "127.0.0.1:5556", &provider("supabase", "sb-1", "pw", true))
-            .replacen("storage:\n  kind: memory\n", &format!("storage:\n  kind: postgres\n  url: {db}\n"), 1);
+        let yaml =
+            yaml_with_connectors("http://127.0.0.1:5556", "127.0.0.1:5556", &provider("supabase", "sb-1", "pw", true))
+                .replacen("storage:\n  kind: memory\n", &format!("storage:\n  kind: postgres\n  url: {db}\n"), 1);
         let config = dir.join("keybridge.yaml");
         std::fs::write(&config, yaml).unwrap();
         Self { config, dir }
@@ -58,7 +77,11 @@ impl Cli {
 
     fn run(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(BIN).args(args).arg("--config").arg(&self.config).output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     fn file(&self, name: &str, text: &str) -> String {
@@ -90,7 +113,12 @@ async fn moving_users_from_one_provider_to_another_with_an_import() {
     );
     let (ok, _, err) = cli.run(&["users", "import", &bad]);
     assert!(!ok);
-    for needle in ["line 3: no user with sub \"no-such-sub\"", "line 4: connector_id and upstream_id are required", "line 5: no user has the verified email", "nothing was changed"] {
+    for needle in [
+        "line 3: no user with sub \"no-such-sub\"",
+        "line 4: connector_id and upstream_id are required",
+        "line 5: no user has the verified email",
+        "nothing was changed",
+    ] {
         assert!(err.contains(needle), "{needle:?} not in:\n{err}");
     }
     let (ok, out, _) = cli.run(&["users", "export"]);
@@ -121,7 +149,8 @@ async fn moving_users_from_one_provider_to_another_with_an_import() {
     let (ok, out, _) = cli.run(&["tokens", "revoke", "--user", &s]);
     assert!(ok);
     assert!(out.contains("revoked 2 grant(s)"), "{out}");
-    let res = after.token(&[("grant_type", "refresh_token"), ("refresh_token", t1["refresh_token"].as_str().unwrap())]).await;
+    let res =
+        after.token(&[("grant_type", "refresh_token"), ("refresh_token", t1["refresh_token"].as_str().unwrap())]).await;
     assert_eq!(res.status(), 400);
 
     // Unlink and link by hand.

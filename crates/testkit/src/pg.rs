@@ -40,7 +40,9 @@ fn find_bin() -> PathBuf {
     let out = Command::new("sh").args(["-c", "command -v initdb"]).output().ok();
     match out.and_then(|o| String::from_utf8(o.stdout).ok()).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()) {
         Some(p) => Path::new(&p).parent().map(Path::to_path_buf).unwrap_or_default(),
-        None => panic!("PostgreSQL server binaries (initdb, pg_ctl) were not found: ./scripts/test.sh installs them (apt-get install postgresql)"),
+        None => panic!(
+            "PostgreSQL server binaries (initdb, pg_ctl) were not found: ./scripts/test.sh installs them (apt-get install postgresql)"
+        ),
     }
 }
 
@@ -76,10 +78,19 @@ impl PgCluster {
         let bin = find_bin();
         let as_postgres = is_root();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("keybridge-pg-{}-{n}-{}", std::process::id(), crate::process::free_port()));
+        let dir = std::env::temp_dir().join(format!(
+            "keybridge-pg-{}-{n}-{}",
+            std::process::id(),
+            crate::process::free_port()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         if as_postgres {
-            let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status().map(|s| s.success()).unwrap_or(false);
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
             assert!(ok, "cannot hand {} to the postgres user (initdb refuses to run as root)", dir.display());
         }
         let cluster = PgCluster { dir: dir.clone(), port: crate::process::free_port(), bin, as_postgres, durable };
@@ -89,7 +100,12 @@ impl PgCluster {
             .arg(dir.join("data"))
             .output()
             .unwrap_or_else(|e| panic!("cannot run initdb: {e}"));
-        assert!(out.status.success(), "initdb failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         cluster.start();
         cluster.spawn_watchdog();
         cluster
@@ -97,7 +113,13 @@ impl PgCluster {
 
     /// Another handle on the same cluster (for moving into a blocking task).
     pub fn clone_handle(&self) -> PgCluster {
-        PgCluster { dir: self.dir.clone(), port: self.port, bin: self.bin.clone(), as_postgres: self.as_postgres, durable: self.durable }
+        PgCluster {
+            dir: self.dir.clone(),
+            port: self.port,
+            bin: self.bin.clone(),
+            as_postgres: self.as_postgres,
+            durable: self.durable,
+        }
     }
 
     /// Starts (or restarts) the server and waits until it accepts connections.
@@ -119,12 +141,23 @@ impl PgCluster {
             .output()
             .unwrap_or_else(|e| panic!("cannot run pg_ctl: {e}"));
         let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
-        assert!(out.status.success(), "PostgreSQL did not start:\n{}{}\n{log}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "PostgreSQL did not start:\n{}{}\n{log}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Stops the server (fast shutdown), as an outage would.
     pub fn stop(&self) {
-        let _ = self.command("pg_ctl").arg("-D").arg(self.dir.join("data")).args(["-m", "fast", "-w", "stop"]).stdin(Stdio::null()).output();
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "fast", "-w", "stop"])
+            .stdin(Stdio::null())
+            .output();
     }
 
     fn spawn_watchdog(&self) {
@@ -139,7 +172,12 @@ impl PgCluster {
             pid = std::process::id(),
             dir = self.dir.display()
         );
-        let _ = Command::new("sh").args(["-c", &script]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+        let _ = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
     }
 
     /// A connection URL for database `db`.
@@ -148,7 +186,9 @@ impl PgCluster {
     }
 
     async fn admin(&self) -> tokio_postgres::Client {
-        let (client, conn) = tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls).await.unwrap_or_else(|e| panic!("cannot connect to the test cluster: {e}"));
+        let (client, conn) = tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test cluster: {e}"));
         tokio::spawn(conn);
         client
     }
