@@ -39,6 +39,15 @@ struct Args {
     /// Codes minted (through real logins) and then redeemed, per configuration.
     #[arg(long, default_value_t = 3000)]
     codes: usize,
+    /// Storage kinds to measure (default: both).
+    #[arg(long, value_delimiter = ',', default_value = "memory,postgres")]
+    storage: Vec<String>,
+    /// Algorithms to measure (default: both).
+    #[arg(long, value_delimiter = ',', default_value = "RS256,ES256")]
+    algs: Vec<String>,
+    /// Skip the node-oidc-provider peer.
+    #[arg(long)]
+    no_peer: bool,
     /// Where the report goes.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
@@ -123,6 +132,9 @@ async fn run(a: &Args) -> anyhow::Result<Results> {
     let pg = tokio::task::spawn_blocking(keybridge_testkit::pg::PgCluster::start_durable).await?;
     for storage in ["memory", "postgres"] {
         for alg in ["RS256", "ES256"] {
+            if !a.storage.iter().any(|s| s == storage) || !a.algs.iter().any(|x| x == alg) {
+                continue;
+            }
             let db = if storage == "postgres" { Some(pg.migrated_database().await) } else { None };
             let server = if a.smoke {
                 servers::Keybridge::in_process(db.as_deref(), alg).await?
@@ -180,6 +192,9 @@ async fn run(a: &Args) -> anyhow::Result<Results> {
         }
     }
     pg.stop();
+    if a.no_peer {
+        return Ok(res);
+    }
 
     let peer = servers::Peer::start().await?;
     let t = peer.target();

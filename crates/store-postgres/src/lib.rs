@@ -161,7 +161,9 @@ impl Store for PgStore {
     async fn put_auth_request(&self, req: &AuthRequest) -> StorageResult<()> {
         let c = self.client().await?;
         c.execute(
-            "INSERT INTO auth_requests (id, data, expires_at) VALUES ($1, $2, $3)",
+            &c.prepare_cached("INSERT INTO auth_requests (id, data, expires_at) VALUES ($1, $2, $3)")
+                .await
+                .map_err(db_error)?,
             &[&req.id.as_str(), &Json(to_json(req)?), &req.expires_at],
         )
         .await
@@ -206,8 +208,7 @@ impl Store for PgStore {
 
     async fn put_auth_code(&self, code: &AuthCodeRecord) -> StorageResult<()> {
         let c = self.client().await?;
-        c.execute(
-            "INSERT INTO auth_codes (code_digest, grant_id, client_id, redeemed, data, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        c.execute(&c.prepare_cached("INSERT INTO auth_codes (code_digest, grant_id, client_id, redeemed, data, expires_at) VALUES ($1, $2, $3, $4, $5, $6)").await.map_err(db_error)?,
             &[&code.code_digest.as_str(), &code.grant_id.as_str(), &code.client_id.as_str(), &code.redeemed, &Json(to_json(code)?), &code.expires_at],
         )
         .await
@@ -238,52 +239,60 @@ impl Store for PgStore {
         refresh: &RefreshTokenRecord,
         now: UnixTime,
     ) -> StorageResult<RedeemOutcome> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await.map_err(db_error)?;
-        let won = tx
-            .query_opt(
-                "UPDATE auth_codes SET redeemed = TRUE
-                 WHERE code_digest = $1 AND client_id = $2 AND NOT redeemed AND expires_at > $3 RETURNING grant_id",
-                &[&digest.as_str(), &client_id.as_str(), &now],
+        let c = self.client().await?;
+        // One statement, so one round trip and one implicit transaction: mark the code redeemed
+        // (only if it is unredeemed, unexpired and this client's), then create the grant and its
+        // first refresh token from that row. Two replicas racing: one UPDATE wins.
+        let stmt = c
+            .prepare_cached(
+                "WITH won AS (
+                     UPDATE auth_codes SET redeemed = TRUE
+                     WHERE code_digest = $1 AND client_id = $2 AND NOT redeemed AND expires_at > $3
+                     RETURNING grant_id),
+                 g AS (
+                     INSERT INTO grants (id, client_id, subject, connector_id, data, created_at, revoked)
+                     SELECT $4, $5, $6, $7, $8, $9, $10 FROM won RETURNING id),
+                 r AS (
+                     INSERT INTO refresh_tokens (token_digest, grant_id, client_id, expires_at, used_at)
+                     SELECT $11, g.id, $12, $13, $14 FROM g RETURNING token_digest)
+                 SELECT count(*) FROM r",
             )
             .await
             .map_err(db_error)?;
-        if won.is_none() {
-            drop(tx);
-            let row = c
-                .query_opt(
-                    "SELECT grant_id, redeemed FROM auth_codes WHERE code_digest = $1 AND expires_at > $2",
-                    &[&digest.as_str(), &now],
-                )
-                .await
-                .map_err(db_error)?;
-            return Ok(match row {
-                Some(r) if r.get::<_, bool>(1) => RedeemOutcome::AlreadyRedeemed(GrantId::new(r.get::<_, String>(0))),
-                _ => RedeemOutcome::NotFound,
-            });
+        let row = c
+            .query_one(
+                &stmt,
+                &[
+                    &digest.as_str(),
+                    &client_id.as_str(),
+                    &now,
+                    &grant.id.as_str(),
+                    &grant.client_id.as_str(),
+                    &grant.data.subject.as_str(),
+                    &grant.data.connector_id.as_str(),
+                    &Json(to_json(&grant.data)?),
+                    &grant.created_at,
+                    &grant.revoked,
+                    &refresh.token_digest.as_str(),
+                    &refresh.client_id.as_str(),
+                    &refresh.expires_at,
+                    &refresh.used_at,
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+        if row.get::<_, i64>(0) == 1 {
+            return Ok(RedeemOutcome::Redeemed);
         }
-        tx.execute(
-            "INSERT INTO grants (id, client_id, subject, connector_id, data, created_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                &grant.id.as_str(),
-                &grant.client_id.as_str(),
-                &grant.data.subject.as_str(),
-                &grant.data.connector_id.as_str(),
-                &Json(to_json(&grant.data)?),
-                &grant.created_at,
-                &grant.revoked,
-            ],
-        )
-        .await
-        .map_err(db_error)?;
-        tx.execute(
-            "INSERT INTO refresh_tokens (token_digest, grant_id, client_id, expires_at, used_at) VALUES ($1, $2, $3, $4, $5)",
-            &[&refresh.token_digest.as_str(), &refresh.grant_id.as_str(), &refresh.client_id.as_str(), &refresh.expires_at, &refresh.used_at],
-        )
-        .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(RedeemOutcome::Redeemed)
+        let stmt = c
+            .prepare_cached("SELECT grant_id, redeemed FROM auth_codes WHERE code_digest = $1 AND expires_at > $2")
+            .await
+            .map_err(db_error)?;
+        let row = c.query_opt(&stmt, &[&digest.as_str(), &now]).await.map_err(db_error)?;
+        Ok(match row {
+            Some(r) if r.get::<_, bool>(1) => RedeemOutcome::AlreadyRedeemed(GrantId::new(r.get::<_, String>(0))),
+            _ => RedeemOutcome::NotFound,
+        })
     }
 
     async fn get_grant(&self, id: &GrantId) -> StorageResult<Grant> {
@@ -298,7 +307,12 @@ impl Store for PgStore {
 
     async fn revoke_grant(&self, id: &GrantId) -> StorageResult<()> {
         let c = self.client().await?;
-        c.execute("UPDATE grants SET revoked = TRUE WHERE id = $1", &[&id.as_str()]).await.map_err(db_error)?;
+        c.execute(
+            &c.prepare_cached("UPDATE grants SET revoked = TRUE WHERE id = $1").await.map_err(db_error)?,
+            &[&id.as_str()],
+        )
+        .await
+        .map_err(db_error)?;
         Ok(())
     }
 
@@ -314,27 +328,30 @@ impl Store for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db_error)?;
         // Lock the token row: concurrent refreshes of one token, on any replica, serialise here.
-        let Some(tok) = tx
-            .query_opt(
-                "SELECT grant_id, client_id, used_at FROM refresh_tokens WHERE token_digest = $1 AND expires_at > $2 FOR UPDATE",
-                &[&digest.as_str(), &now],
-            )
+        let stmt = tx
+            .prepare_cached(&format!(
+                "SELECT t.grant_id, t.client_id, t.used_at, g.{}
+                 FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id
+                 WHERE t.token_digest = $1 AND t.expires_at > $2
+                 FOR UPDATE OF t",
+                GRANT_COLUMNS.replace(", ", ", g.")
+            ))
             .await
-            .map_err(db_error)?
-        else {
+            .map_err(db_error)?;
+        let Some(row) = tx.query_opt(&stmt, &[&digest.as_str(), &now]).await.map_err(db_error)? else {
+            // A token whose grant is gone (purged) answers like an unknown one.
             return Ok(RefreshOutcome::NotFound);
         };
-        let (grant_id, token_client, used_at): (String, String, Option<i64>) = (tok.get(0), tok.get(1), tok.get(2));
+        let (token_client, used_at): (String, Option<i64>) = (row.get(1), row.get(2));
         if token_client != client_id.as_str() {
             return Ok(RefreshOutcome::WrongClient);
         }
-        let grant = match tx
-            .query_opt(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1 FOR UPDATE"), &[&grant_id])
-            .await
-            .map_err(db_error)?
-        {
-            Some(row) => grant_from_row(&row)?,
-            None => return Ok(RefreshOutcome::Revoked),
+        let grant = Grant {
+            id: GrantId::new(row.get::<_, String>(3)),
+            client_id: ClientId::new(row.get::<_, String>(4)),
+            data: json::<GrantData>(row.get::<_, Json<serde_json::Value>>(5).0)?,
+            created_at: row.get(6),
+            revoked: row.get(7),
         };
         if grant.revoked {
             return Ok(RefreshOutcome::Revoked);
@@ -342,18 +359,24 @@ impl Store for PgStore {
         if let Some(used) = used_at
             && now.saturating_sub(used) > grace
         {
-            tx.execute("UPDATE grants SET revoked = TRUE WHERE id = $1", &[&grant_id]).await.map_err(db_error)?;
+            let stmt = tx.prepare_cached("UPDATE grants SET revoked = TRUE WHERE id = $1").await.map_err(db_error)?;
+            tx.execute(&stmt, &[&grant.id.as_str()]).await.map_err(db_error)?;
             tx.commit().await.map_err(db_error)?;
             return Ok(RefreshOutcome::ReuseDetected(grant.id));
         }
-        if used_at.is_none() {
-            tx.execute("UPDATE refresh_tokens SET used_at = $2 WHERE token_digest = $1", &[&digest.as_str(), &now])
-                .await
-                .map_err(db_error)?;
-        }
+        // Mark the presented token used (the first time) and store its successor, in one statement.
+        let stmt = tx
+            .prepare_cached(
+                "WITH used AS (
+                     UPDATE refresh_tokens SET used_at = $2 WHERE token_digest = $1 AND used_at IS NULL)
+                 INSERT INTO refresh_tokens (token_digest, grant_id, client_id, expires_at, used_at)
+                 VALUES ($3, $4, $5, $6, NULL)",
+            )
+            .await
+            .map_err(db_error)?;
         tx.execute(
-            "INSERT INTO refresh_tokens (token_digest, grant_id, client_id, expires_at, used_at) VALUES ($1, $2, $3, $4, NULL)",
-            &[&new_digest.as_str(), &grant_id, &token_client, &new_expires_at],
+            &stmt,
+            &[&digest.as_str(), &now, &new_digest.as_str(), &grant.id.as_str(), &token_client, &new_expires_at],
         )
         .await
         .map_err(db_error)?;
@@ -395,13 +418,13 @@ impl Store for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db_error)?;
         tx.execute(
-            "INSERT INTO users (subject, created_at) VALUES ($1, $2)",
+            &tx.prepare_cached("INSERT INTO users (subject, created_at) VALUES ($1, $2)").await.map_err(db_error)?,
             &[&user.subject.as_str(), &user.created_at],
         )
         .await
         .map_err(db_error)?;
         tx.execute(
-            INSERT_LINK,
+            &tx.prepare_cached(INSERT_LINK).await.map_err(db_error)?,
             &[
                 &link.connector_id.as_str(),
                 &link.upstream_id,
@@ -473,7 +496,7 @@ impl Store for PgStore {
             &link.updated_at,
             &email_key(link),
         ];
-        match c.execute(INSERT_LINK, &params).await {
+        match c.execute(&c.prepare_cached(INSERT_LINK).await.map_err(db_error)?, &params).await {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => Err(StorageError::NotFound),
             Err(e) => Err(db_error(e)),
@@ -516,7 +539,9 @@ impl Store for PgStore {
         let tx = c.transaction().await.map_err(db_error)?;
         for u in users {
             tx.execute(
-                "INSERT INTO users (subject, created_at) VALUES ($1, $2)",
+                &tx.prepare_cached("INSERT INTO users (subject, created_at) VALUES ($1, $2)")
+                    .await
+                    .map_err(db_error)?,
                 &[&u.subject.as_str(), &u.created_at],
             )
             .await
@@ -531,7 +556,7 @@ impl Store for PgStore {
                 &link.updated_at,
                 &email_key(link),
             ];
-            match tx.execute(INSERT_LINK, &params).await {
+            match tx.execute(&tx.prepare_cached(INSERT_LINK).await.map_err(db_error)?, &params).await {
                 Ok(_) => {}
                 Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => return Err(StorageError::NotFound),
                 Err(e) => return Err(db_error(e)),
@@ -548,9 +573,14 @@ impl Store for PgStore {
             GrantFilter::Connector(id) => ("connector_id", id.as_str()),
             GrantFilter::Client(id) => ("client_id", id.as_str()),
         };
-        c.execute(&format!("UPDATE grants SET revoked = TRUE WHERE {column} = $1 AND NOT revoked"), &[&value])
-            .await
-            .map_err(db_error)
+        c.execute(
+            &c.prepare_cached(&format!("UPDATE grants SET revoked = TRUE WHERE {column} = $1 AND NOT revoked"))
+                .await
+                .map_err(db_error)?,
+            &[&value],
+        )
+        .await
+        .map_err(db_error)
     }
 
     async fn list_signing_keys(&self) -> StorageResult<Vec<SigningKeyRecord>> {
@@ -572,7 +602,12 @@ impl Store for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db_error)?;
         // Serialise rotations across replicas.
-        tx.execute("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE", &[]).await.map_err(db_error)?;
+        tx.execute(
+            &tx.prepare_cached("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE").await.map_err(db_error)?,
+            &[],
+        )
+        .await
+        .map_err(db_error)?;
         let active: Option<String> = tx
             .query_opt("SELECT kid FROM signing_keys WHERE retired_at IS NULL", &[])
             .await
@@ -586,13 +621,14 @@ impl Store for PgStore {
             )));
         }
         tx.execute(
-            "UPDATE signing_keys SET retired_at = $1, expires_at = $2 WHERE retired_at IS NULL",
+            &tx.prepare_cached("UPDATE signing_keys SET retired_at = $1, expires_at = $2 WHERE retired_at IS NULL")
+                .await
+                .map_err(db_error)?,
             &[&now, &old_expires_at],
         )
         .await
         .map_err(db_error)?;
-        tx.execute(
-            "INSERT INTO signing_keys (kid, alg, private_key, created_at, retired_at, expires_at) VALUES ($1, $2, $3, $4, NULL, $5)",
+        tx.execute(&tx.prepare_cached("INSERT INTO signing_keys (kid, alg, private_key, created_at, retired_at, expires_at) VALUES ($1, $2, $3, $4, NULL, $5)").await.map_err(db_error)?,
             &[&key.kid.as_str(), &key.alg, &key.private_pem.secret(), &key.created_at, &key.expires_at],
         )
         .await

@@ -27,7 +27,7 @@ use keybridge_core::identity::{Claims, Identity};
 use keybridge_core::scope::Scopes;
 use keybridge_core::types::Password;
 use serde::Deserialize;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 /// The connector's `config:` block.
 #[derive(Debug, Clone, Deserialize)]
@@ -73,13 +73,59 @@ pub struct LocalConnector {
     /// A hash that matches nothing, verified when the email is unknown, so timing does not tell
     /// which emails exist.
     decoy: String,
-    /// argon2id costs about 16 ms and 19 MiB: bound how many run at once.
-    limit: Arc<Semaphore>,
+    /// argon2id costs about 16 ms and 19 MiB: a few dedicated threads run it.
+    hashers: Arc<Hashers>,
 }
 
 impl std::fmt::Debug for LocalConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalConnector").field("users", &self.users.len()).finish_non_exhaustive()
+    }
+}
+
+type Job = (String, Password, oneshot::Sender<bool>);
+
+/// A fixed set of threads that verify argon2id hashes, never on the async runtime's threads.
+/// A fixed set (rather than the runtime's growable blocking pool) bounds both the CPU and the
+/// memory argon2 takes: each thread reuses its 19 MiB working area from one hash to the next.
+struct Hashers {
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+impl Hashers {
+    fn start(threads: usize) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || {
+                loop {
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((hash, password, reply)) = job else { return };
+                    let ok = PasswordHash::new(&hash)
+                        .map(|h| Argon2::default().verify_password(password.secret().as_bytes(), &h).is_ok())
+                        .unwrap_or(false);
+                    let _ = reply.send(ok);
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start an argon2 thread");
+            }
+        }
+        Self { jobs: std::sync::Mutex::new(tx) }
+    }
+
+    async fn verify(&self, hash: String, password: Password) -> Result<bool, ConnectorError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .lock()
+            .map_err(|_| ConnectorError::Upstream("password checker is unavailable".into()))?
+            .send((hash, password, reply))
+            .map_err(|_| ConnectorError::Upstream("password checker is unavailable".into()))?;
+        answer.await.map_err(|_| ConnectorError::Upstream("password check failed".into()))
     }
 }
 
@@ -127,8 +173,8 @@ impl LocalConnector {
             return Err(problems);
         }
         let decoy = hash_password("keybridge-decoy-password").map_err(|e| vec![format!("argon2 failed: {e}")])?;
-        let permits = std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4);
-        Ok(Self { users, decoy, limit: Arc::new(Semaphore::new(permits)) })
+        let permits = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Ok(Self { users, decoy, hashers: Arc::new(Hashers::start(permits)) })
     }
 
     /// The configured emails, for the startup banner.
@@ -149,16 +195,7 @@ impl PasswordConnector for LocalConnector {
     ) -> Result<Option<Identity>, ConnectorError> {
         let user = self.users.get(&username.trim().to_lowercase());
         let hash = user.map_or(self.decoy.clone(), |u| u.hash.clone());
-        let pw = password.clone();
-        let _permit = self.limit.acquire().await.map_err(|e| ConnectorError::Upstream(e.to_string()))?;
-        // argon2 runs on the blocking pool, never on the runtime's threads.
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .map(|h| Argon2::default().verify_password(pw.secret().as_bytes(), &h).is_ok())
-                .unwrap_or(false)
-        })
-        .await
-        .map_err(|e| ConnectorError::Upstream(format!("password check failed: {e}")))?;
+        let ok = self.hashers.verify(hash, password.clone()).await?;
         Ok(match (ok, user) {
             (true, Some(u)) => {
                 Some(Identity { upstream_id: u.id.clone(), claims: u.claims.clone(), connector_data: None })
