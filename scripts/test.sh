@@ -21,10 +21,15 @@ if ((${#missing[@]})); then
 fi
 
 # Real upstreams (npm oidc-provider, the Firebase Auth Emulator), pinned by lockfiles.
+# `npm ci` runs again only when a lockfile changed (a stamp in node_modules remembers it).
 for dir in tests/upstreams/*/; do
   if [ -f "$dir/package-lock.json" ]; then
-    echo "== npm ci in $dir"
-    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    sum=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+    if [ "$(cat "$dir/node_modules/.keybridge-lock" 2>/dev/null)" != "$sum" ]; then
+      echo "== npm ci in $dir"
+      (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+      echo "$sum" > "$dir/node_modules/.keybridge-lock"
+    fi
   fi
 done
 
@@ -35,5 +40,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
 echo "== the browser and token flows again, on PostgreSQL"
-KEYBRIDGE_TEST_STORAGE=postgres cargo test --locked -p keybridge-it -- \
+KEYBRIDGE_TEST_STORAGE=postgres cargo test --locked -p keybridge-it --test it -- \
   authorize:: login:: token:: refresh:: userinfo:: gpt:: oidc_rp:: malformed:: upstream:: discovery::

@@ -193,5 +193,6 @@ Its access tokens are opaque, so each of its token responses signs one JWT (the 
     for (what, measured, met) in targets {
         let _ = writeln!(s, "| {what} | {measured} | {} |", if met { "yes" } else { "**no**" });
     }
+    let _ = writeln!(s, "\n{}", include_str!("../analysis.md"));
     s
 }
