@@ -147,7 +147,10 @@ async fn run(a: &Args) -> anyhow::Result<Results> {
                 let mut rows = Vec::new();
                 if storage == "memory" && alg == "RS256" {
                     // The load generator's own ceiling: a two-byte response with no work behind it.
-                    rows.push(gets(&t, "healthz (load-generator ceiling)", "/healthz", connections, seconds, "keybridge").await);
+                    rows.push(
+                        gets(&t, "healthz (load-generator ceiling)", "/healthz", connections, seconds, "keybridge")
+                            .await,
+                    );
                     rows.push(gets(&t, "discovery", t.discovery_path, connections, seconds, "keybridge").await);
                     rows.push(gets(&t, "jwks", t.jwks_path, connections, seconds, "keybridge").await);
                 }

@@ -162,6 +162,24 @@ async fn login_page(
     )
 }
 
+/// Reads a form posted from a login page and checks it was posted from the browser that started
+/// the request (double submit: the form's `csrf` must equal this browser's cookie for `req`).
+/// Returns the form, the request id and the cookie's value.
+async fn read_login_post(
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(Params, String, Option<String>), PageError> {
+    let form = super::read_form(req, payload)
+        .await
+        .map_err(|e| PageError::bad_request("Sign-in failed", e.description().unwrap_or_default()))?;
+    let req_id = form.get("req").ok().flatten().unwrap_or_default().to_owned();
+    let cookie = cookie_value(req, &req_id);
+    if cookie.is_none() || cookie.as_deref() != form.get("csrf").ok().flatten() {
+        return Err(LoginError::CsrfMismatch.into());
+    }
+    Ok((form, req_id, cookie))
+}
+
 async fn login_submit(
     req: HttpRequest,
     path: web::Path<String>,
@@ -170,17 +188,9 @@ async fn login_submit(
 ) -> Result<HttpResponse, PageError> {
     let connector_id = path.into_inner();
     crate::observe::record_connector(&req, &connector_id);
-    let form = super::read_form(&req, payload)
-        .await
-        .map_err(|e| PageError::bad_request("Sign-in failed", e.description().unwrap_or_default()))?;
+    let (form, req_id, cookie) = read_login_post(&req, payload).await?;
     let field = |name: &str| form.get(name).ok().flatten().unwrap_or_default().to_owned();
-    let req_id = field("req");
-    let cookie = cookie_value(&req, &req_id);
-    // Double submit: the form's token must equal this browser's cookie, and both the request's.
     let form_csrf = field("csrf");
-    if cookie.as_deref() != Some(form_csrf.as_str()) {
-        return Err(LoginError::CsrfMismatch.into());
-    }
     let areq = request_for(&st, &req_id, cookie.as_deref(), &connector_id).await?;
     let connector =
         st.provider.connector(&connector_id).ok_or_else(|| LoginError::UnknownConnector(connector_id.clone()))?;
@@ -324,15 +334,8 @@ async fn handoff_submit(
 ) -> Result<HttpResponse, PageError> {
     let connector_id = path.into_inner();
     crate::observe::record_connector(&req, &connector_id);
-    let form = super::read_form(&req, payload)
-        .await
-        .map_err(|e| PageError::bad_request("Sign-in failed", e.description().unwrap_or_default()))?;
+    let (form, req_id, cookie) = read_login_post(&req, payload).await?;
     let field = |name: &str| form.get(name).ok().flatten().unwrap_or_default().to_owned();
-    let req_id = field("req");
-    let cookie = cookie_value(&req, &req_id);
-    if cookie.as_deref() != Some(field("csrf").as_str()) {
-        return Err(LoginError::CsrfMismatch.into());
-    }
     let token = field("token");
     if token.is_empty() {
         return Err(PageError::bad_request("Sign-in failed", "No sign-in token was received from the provider."));
