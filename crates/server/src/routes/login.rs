@@ -6,7 +6,7 @@ use actix_web::cookie::Cookie;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use keybridge_core::OAuthError;
-use keybridge_core::connector::{CallbackParams, ConnectorError, LoginOptions};
+use keybridge_core::connector::{CallbackParams, Connector, ConnectorError, LoginOptions};
 use keybridge_core::params::Params;
 use keybridge_core::provider::LoginError;
 use keybridge_core::store::AuthRequest;
@@ -79,16 +79,16 @@ async fn chooser(req: HttpRequest, st: web::Data<AppState>) -> Result<HttpRespon
     Ok(pages::chooser(&st.base_path, &client.name, &req_id, &list))
 }
 
-/// Loads the request and checks that `connector` may serve it.
+/// Loads the request and checks that `connector` may serve it; returns both.
 async fn request_for(
     st: &AppState,
     req_id: &str,
     csrf: Option<&str>,
     connector: &str,
-) -> Result<AuthRequest, PageError> {
-    if st.provider.connector(connector).is_none() {
+) -> Result<(AuthRequest, Connector), PageError> {
+    let Some(found) = st.provider.connector(connector).cloned() else {
         return Err(LoginError::UnknownConnector(connector.to_owned()).into());
-    }
+    };
     let areq = st.provider.login_request(req_id, csrf).await?;
     if let Some(chosen) = &areq.connector_id
         && chosen.as_str() != connector
@@ -98,7 +98,7 @@ async fn request_for(
             format!("This sign-in request is for {:?}, not {connector:?}.", chosen.as_str()),
         ));
     }
-    Ok(areq)
+    Ok((areq, found))
 }
 
 struct PageArgs<'a> {
@@ -138,9 +138,7 @@ async fn login_page(
     crate::observe::record_connector(&req, &connector_id);
     let req_id = req_param(&req)?;
     let csrf = cookie_value(&req, &req_id);
-    let areq = request_for(&st, &req_id, csrf.as_deref(), &connector_id).await?;
-    let connector =
-        st.provider.connector(&connector_id).ok_or_else(|| LoginError::UnknownConnector(connector_id.clone()))?;
+    let (areq, connector) = request_for(&st, &req_id, csrf.as_deref(), &connector_id).await?;
     // A connector that only redirects upstream, to one place, needs no page of its own.
     if connector.password.is_none()
         && connector.handoff.is_none()
@@ -191,9 +189,7 @@ async fn login_submit(
     let (form, req_id, cookie) = read_login_post(&req, payload).await?;
     let field = |name: &str| form.get(name).ok().flatten().unwrap_or_default().to_owned();
     let form_csrf = field("csrf");
-    let areq = request_for(&st, &req_id, cookie.as_deref(), &connector_id).await?;
-    let connector =
-        st.provider.connector(&connector_id).ok_or_else(|| LoginError::UnknownConnector(connector_id.clone()))?;
+    let (areq, connector) = request_for(&st, &req_id, cookie.as_deref(), &connector_id).await?;
     let Some(pc) = connector.password.clone() else {
         return Err(PageError::bad_request("Sign-in failed", "This sign-in method has no password form."));
     };
@@ -263,9 +259,7 @@ async fn upstream(
     crate::observe::record_connector(&req, &connector_id);
     let req_id = req_param(&req)?;
     let csrf = cookie_value(&req, &req_id);
-    let areq = request_for(&st, &req_id, csrf.as_deref(), &connector_id).await?;
-    let connector =
-        st.provider.connector(&connector_id).ok_or_else(|| LoginError::UnknownConnector(connector_id.clone()))?;
+    let (areq, connector) = request_for(&st, &req_id, csrf.as_deref(), &connector_id).await?;
     let cb = connector.callback.as_ref().ok_or_else(|| LoginError::UnknownConnector(connector_id.clone()))?;
     let provider = query(&req).get("provider").ok().flatten().unwrap_or_default().to_owned();
     if !cb.choices().iter().any(|c| c.provider == provider) {
@@ -309,10 +303,8 @@ async fn handoff_page(
     crate::observe::record_connector(&req, &connector_id);
     let req_id = req_param(&req)?;
     let csrf = cookie_value(&req, &req_id);
-    let areq = request_for(&st, &req_id, csrf.as_deref(), &connector_id).await?;
+    let (areq, connector) = request_for(&st, &req_id, csrf.as_deref(), &connector_id).await?;
     let client = st.provider.client_of(&areq)?;
-    let connector =
-        st.provider.connector(&connector_id).ok_or_else(|| LoginError::UnknownConnector(connector_id.clone()))?;
     let handoff = connector.handoff.as_ref().ok_or_else(|| LoginError::UnknownConnector(connector_id.clone()))?;
     let page = handoff.page();
     Ok(pages::handoff_page(&HandoffView {
