@@ -117,6 +117,24 @@ impl PgStore {
     }
 }
 
+/// Prepares a statement once per connection (cached by deadpool), so every later use is one
+/// round trip instead of two.
+trait Prepare {
+    async fn prep(&self, sql: &str) -> StorageResult<tokio_postgres::Statement>;
+}
+
+impl Prepare for deadpool_postgres::ClientWrapper {
+    async fn prep(&self, sql: &str) -> StorageResult<tokio_postgres::Statement> {
+        self.prepare_cached(sql).await.map_err(db_error)
+    }
+}
+
+impl Prepare for deadpool_postgres::Transaction<'_> {
+    async fn prep(&self, sql: &str) -> StorageResult<tokio_postgres::Statement> {
+        self.prepare_cached(sql).await.map_err(db_error)
+    }
+}
+
 fn grant_from_row(row: &Row) -> StorageResult<Grant> {
     Ok(Grant {
         id: GrantId::new(row.get::<_, String>("id")),
@@ -161,9 +179,7 @@ impl Store for PgStore {
     async fn put_auth_request(&self, req: &AuthRequest) -> StorageResult<()> {
         let c = self.client().await?;
         c.execute(
-            &c.prepare_cached("INSERT INTO auth_requests (id, data, expires_at) VALUES ($1, $2, $3)")
-                .await
-                .map_err(db_error)?,
+            &c.prep("INSERT INTO auth_requests (id, data, expires_at) VALUES ($1, $2, $3)").await?,
             &[&req.id.as_str(), &Json(to_json(req)?), &req.expires_at],
         )
         .await
@@ -174,7 +190,10 @@ impl Store for PgStore {
     async fn get_auth_request(&self, id: &AuthRequestId, now: UnixTime) -> StorageResult<AuthRequest> {
         let c = self.client().await?;
         let row = c
-            .query_opt("SELECT data FROM auth_requests WHERE id = $1 AND expires_at > $2", &[&id.as_str(), &now])
+            .query_opt(
+                &c.prep("SELECT data FROM auth_requests WHERE id = $1 AND expires_at > $2").await?,
+                &[&id.as_str(), &now],
+            )
             .await
             .map_err(db_error)?
             .ok_or(StorageError::NotFound)?;
@@ -185,7 +204,7 @@ impl Store for PgStore {
         let c = self.client().await?;
         let n = c
             .execute(
-                "UPDATE auth_requests SET data = $2, expires_at = $3 WHERE id = $1",
+                &c.prep("UPDATE auth_requests SET data = $2, expires_at = $3 WHERE id = $1").await?,
                 &[&req.id.as_str(), &Json(to_json(req)?), &req.expires_at],
             )
             .await
@@ -197,7 +216,7 @@ impl Store for PgStore {
         let c = self.client().await?;
         let row = c
             .query_opt(
-                "DELETE FROM auth_requests WHERE id = $1 AND expires_at > $2 RETURNING data",
+                &c.prep("DELETE FROM auth_requests WHERE id = $1 AND expires_at > $2 RETURNING data").await?,
                 &[&id.as_str(), &now],
             )
             .await
@@ -208,7 +227,7 @@ impl Store for PgStore {
 
     async fn put_auth_code(&self, code: &AuthCodeRecord) -> StorageResult<()> {
         let c = self.client().await?;
-        c.execute(&c.prepare_cached("INSERT INTO auth_codes (code_digest, grant_id, client_id, redeemed, data, expires_at) VALUES ($1, $2, $3, $4, $5, $6)").await.map_err(db_error)?,
+        c.execute(&c.prep("INSERT INTO auth_codes (code_digest, grant_id, client_id, redeemed, data, expires_at) VALUES ($1, $2, $3, $4, $5, $6)").await?,
             &[&code.code_digest.as_str(), &code.grant_id.as_str(), &code.client_id.as_str(), &code.redeemed, &Json(to_json(code)?), &code.expires_at],
         )
         .await
@@ -220,7 +239,7 @@ impl Store for PgStore {
         let c = self.client().await?;
         let row = c
             .query_opt(
-                "SELECT data, redeemed FROM auth_codes WHERE code_digest = $1 AND expires_at > $2",
+                &c.prep("SELECT data, redeemed FROM auth_codes WHERE code_digest = $1 AND expires_at > $2").await?,
                 &[&digest.as_str(), &now],
             )
             .await
@@ -284,10 +303,8 @@ impl Store for PgStore {
         if row.get::<_, i64>(0) == 1 {
             return Ok(RedeemOutcome::Redeemed);
         }
-        let stmt = c
-            .prepare_cached("SELECT grant_id, redeemed FROM auth_codes WHERE code_digest = $1 AND expires_at > $2")
-            .await
-            .map_err(db_error)?;
+        let stmt =
+            c.prep("SELECT grant_id, redeemed FROM auth_codes WHERE code_digest = $1 AND expires_at > $2").await?;
         let row = c.query_opt(&stmt, &[&digest.as_str(), &now]).await.map_err(db_error)?;
         Ok(match row {
             Some(r) if r.get::<_, bool>(1) => RedeemOutcome::AlreadyRedeemed(GrantId::new(r.get::<_, String>(0))),
@@ -298,7 +315,7 @@ impl Store for PgStore {
     async fn get_grant(&self, id: &GrantId) -> StorageResult<Grant> {
         let c = self.client().await?;
         let row = c
-            .query_opt(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1"), &[&id.as_str()])
+            .query_opt(&c.prep(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = $1")).await?, &[&id.as_str()])
             .await
             .map_err(db_error)?
             .ok_or(StorageError::NotFound)?;
@@ -307,12 +324,9 @@ impl Store for PgStore {
 
     async fn revoke_grant(&self, id: &GrantId) -> StorageResult<()> {
         let c = self.client().await?;
-        c.execute(
-            &c.prepare_cached("UPDATE grants SET revoked = TRUE WHERE id = $1").await.map_err(db_error)?,
-            &[&id.as_str()],
-        )
-        .await
-        .map_err(db_error)?;
+        c.execute(&c.prep("UPDATE grants SET revoked = TRUE WHERE id = $1").await?, &[&id.as_str()])
+            .await
+            .map_err(db_error)?;
         Ok(())
     }
 
@@ -359,21 +373,20 @@ impl Store for PgStore {
         if let Some(used) = used_at
             && now.saturating_sub(used) > grace
         {
-            let stmt = tx.prepare_cached("UPDATE grants SET revoked = TRUE WHERE id = $1").await.map_err(db_error)?;
+            let stmt = tx.prep("UPDATE grants SET revoked = TRUE WHERE id = $1").await?;
             tx.execute(&stmt, &[&grant.id.as_str()]).await.map_err(db_error)?;
             tx.commit().await.map_err(db_error)?;
             return Ok(RefreshOutcome::ReuseDetected(grant.id));
         }
         // Mark the presented token used (the first time) and store its successor, in one statement.
         let stmt = tx
-            .prepare_cached(
+            .prep(
                 "WITH used AS (
                      UPDATE refresh_tokens SET used_at = $2 WHERE token_digest = $1 AND used_at IS NULL)
                  INSERT INTO refresh_tokens (token_digest, grant_id, client_id, expires_at, used_at)
                  VALUES ($3, $4, $5, $6, NULL)",
             )
-            .await
-            .map_err(db_error)?;
+            .await?;
         tx.execute(
             &stmt,
             &[&digest.as_str(), &now, &new_digest.as_str(), &grant.id.as_str(), &token_client, &new_expires_at],
@@ -387,7 +400,10 @@ impl Store for PgStore {
     async fn update_grant_data(&self, id: &GrantId, data: &GrantData) -> StorageResult<()> {
         let c = self.client().await?;
         let n = c
-            .execute("UPDATE grants SET data = $2 WHERE id = $1", &[&id.as_str(), &Json(to_json(data)?)])
+            .execute(
+                &c.prep("UPDATE grants SET data = $2 WHERE id = $1").await?,
+                &[&id.as_str(), &Json(to_json(data)?)],
+            )
             .await
             .map_err(db_error)?;
         if n == 0 { Err(StorageError::NotFound) } else { Ok(()) }
@@ -397,7 +413,7 @@ impl Store for PgStore {
         let c = self.client().await?;
         let row = c
             .query_opt(
-                "SELECT subject, claims, updated_at FROM identity_links WHERE connector_id = $1 AND upstream_id = $2",
+                &c.prep("SELECT subject, claims, updated_at FROM identity_links WHERE connector_id = $1 AND upstream_id = $2").await?,
                 &[&connector_id.as_str(), &upstream_id],
             )
             .await
@@ -418,13 +434,13 @@ impl Store for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db_error)?;
         tx.execute(
-            &tx.prepare_cached("INSERT INTO users (subject, created_at) VALUES ($1, $2)").await.map_err(db_error)?,
+            &tx.prep("INSERT INTO users (subject, created_at) VALUES ($1, $2)").await?,
             &[&user.subject.as_str(), &user.created_at],
         )
         .await
         .map_err(db_error)?;
         tx.execute(
-            &tx.prepare_cached(INSERT_LINK).await.map_err(db_error)?,
+            &tx.prep(INSERT_LINK).await?,
             &[
                 &link.connector_id.as_str(),
                 &link.upstream_id,
@@ -444,8 +460,11 @@ impl Store for PgStore {
         let c = self.client().await?;
         let n = c
             .execute(
-                "UPDATE identity_links SET subject = $3, claims = $4, updated_at = $5, email = $6
+                &c.prep(
+                    "UPDATE identity_links SET subject = $3, claims = $4, updated_at = $5, email = $6
                  WHERE connector_id = $1 AND upstream_id = $2",
+                )
+                .await?,
                 &[
                     &link.connector_id.as_str(),
                     &link.upstream_id,
@@ -464,7 +483,7 @@ impl Store for PgStore {
         let c = self.client().await?;
         let rows = c
             .query(
-                &format!("SELECT {LINK_COLUMNS} FROM identity_links WHERE email = $1 ORDER BY updated_at, connector_id, upstream_id"),
+                &c.prep(&format!("SELECT {LINK_COLUMNS} FROM identity_links WHERE email = $1 ORDER BY updated_at, connector_id, upstream_id")).await?,
                 &[&email.to_lowercase()],
             )
             .await
@@ -476,9 +495,10 @@ impl Store for PgStore {
         let c = self.client().await?;
         let rows = c
             .query(
-                &format!(
+                &c.prep(&format!(
                     "SELECT {LINK_COLUMNS} FROM identity_links WHERE subject = $1 ORDER BY connector_id, upstream_id"
-                ),
+                ))
+                .await?,
                 &[&subject.as_str()],
             )
             .await
@@ -496,7 +516,7 @@ impl Store for PgStore {
             &link.updated_at,
             &email_key(link),
         ];
-        match c.execute(&c.prepare_cached(INSERT_LINK).await.map_err(db_error)?, &params).await {
+        match c.execute(&c.prep(INSERT_LINK).await?, &params).await {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => Err(StorageError::NotFound),
             Err(e) => Err(db_error(e)),
@@ -507,7 +527,7 @@ impl Store for PgStore {
         let c = self.client().await?;
         let n = c
             .execute(
-                "DELETE FROM identity_links WHERE connector_id = $1 AND upstream_id = $2",
+                &c.prep("DELETE FROM identity_links WHERE connector_id = $1 AND upstream_id = $2").await?,
                 &[&connector_id.as_str(), &upstream_id],
             )
             .await
@@ -518,7 +538,7 @@ impl Store for PgStore {
     async fn get_user(&self, subject: &Subject) -> StorageResult<User> {
         let c = self.client().await?;
         let row = c
-            .query_opt("SELECT subject, created_at FROM users WHERE subject = $1", &[&subject.as_str()])
+            .query_opt(&c.prep("SELECT subject, created_at FROM users WHERE subject = $1").await?, &[&subject.as_str()])
             .await
             .map_err(db_error)?
             .ok_or(StorageError::NotFound)?;
@@ -528,7 +548,7 @@ impl Store for PgStore {
     async fn list_users(&self) -> StorageResult<Vec<User>> {
         let c = self.client().await?;
         let rows = c
-            .query("SELECT subject, created_at FROM users ORDER BY created_at, subject", &[])
+            .query(&c.prep("SELECT subject, created_at FROM users ORDER BY created_at, subject").await?, &[])
             .await
             .map_err(db_error)?;
         Ok(rows.iter().map(|r| User { subject: Subject::new(r.get::<_, String>(0)), created_at: r.get(1) }).collect())
@@ -539,9 +559,7 @@ impl Store for PgStore {
         let tx = c.transaction().await.map_err(db_error)?;
         for u in users {
             tx.execute(
-                &tx.prepare_cached("INSERT INTO users (subject, created_at) VALUES ($1, $2)")
-                    .await
-                    .map_err(db_error)?,
+                &tx.prep("INSERT INTO users (subject, created_at) VALUES ($1, $2)").await?,
                 &[&u.subject.as_str(), &u.created_at],
             )
             .await
@@ -556,7 +574,7 @@ impl Store for PgStore {
                 &link.updated_at,
                 &email_key(link),
             ];
-            match tx.execute(&tx.prepare_cached(INSERT_LINK).await.map_err(db_error)?, &params).await {
+            match tx.execute(&tx.prep(INSERT_LINK).await?, &params).await {
                 Ok(_) => {}
                 Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => return Err(StorageError::NotFound),
                 Err(e) => return Err(db_error(e)),
@@ -574,9 +592,7 @@ impl Store for PgStore {
             GrantFilter::Client(id) => ("client_id", id.as_str()),
         };
         c.execute(
-            &c.prepare_cached(&format!("UPDATE grants SET revoked = TRUE WHERE {column} = $1 AND NOT revoked"))
-                .await
-                .map_err(db_error)?,
+            &c.prep(&format!("UPDATE grants SET revoked = TRUE WHERE {column} = $1 AND NOT revoked")).await?,
             &[&value],
         )
         .await
@@ -586,7 +602,7 @@ impl Store for PgStore {
     async fn list_signing_keys(&self) -> StorageResult<Vec<SigningKeyRecord>> {
         let c = self.client().await?;
         let rows = c
-            .query("SELECT kid, alg, private_key, created_at, retired_at, expires_at FROM signing_keys ORDER BY created_at, kid", &[])
+            .query(&c.prep("SELECT kid, alg, private_key, created_at, retired_at, expires_at FROM signing_keys ORDER BY created_at, kid").await?, &[])
             .await
             .map_err(db_error)?;
         Ok(rows.iter().map(key_from_row).collect())
@@ -602,14 +618,11 @@ impl Store for PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db_error)?;
         // Serialise rotations across replicas.
-        tx.execute(
-            &tx.prepare_cached("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE").await.map_err(db_error)?,
-            &[],
-        )
-        .await
-        .map_err(db_error)?;
+        tx.execute(&tx.prep("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE").await?, &[])
+            .await
+            .map_err(db_error)?;
         let active: Option<String> = tx
-            .query_opt("SELECT kid FROM signing_keys WHERE retired_at IS NULL", &[])
+            .query_opt(&tx.prep("SELECT kid FROM signing_keys WHERE retired_at IS NULL").await?, &[])
             .await
             .map_err(db_error)?
             .map(|r| r.get(0));
@@ -621,14 +634,12 @@ impl Store for PgStore {
             )));
         }
         tx.execute(
-            &tx.prepare_cached("UPDATE signing_keys SET retired_at = $1, expires_at = $2 WHERE retired_at IS NULL")
-                .await
-                .map_err(db_error)?,
+            &tx.prep("UPDATE signing_keys SET retired_at = $1, expires_at = $2 WHERE retired_at IS NULL").await?,
             &[&now, &old_expires_at],
         )
         .await
         .map_err(db_error)?;
-        tx.execute(&tx.prepare_cached("INSERT INTO signing_keys (kid, alg, private_key, created_at, retired_at, expires_at) VALUES ($1, $2, $3, $4, NULL, $5)").await.map_err(db_error)?,
+        tx.execute(&tx.prep("INSERT INTO signing_keys (kid, alg, private_key, created_at, retired_at, expires_at) VALUES ($1, $2, $3, $4, NULL, $5)").await?,
             &[&key.kid.as_str(), &key.alg, &key.private_pem.secret(), &key.created_at, &key.expires_at],
         )
         .await
@@ -671,9 +682,9 @@ impl Store for PgStore {
                 break;
             }
             let n = if uses_now {
-                c.execute(sql, &[&now, &left]).await.map_err(db_error)?
+                c.execute(&c.prep(sql).await?, &[&now, &left]).await.map_err(db_error)?
             } else {
-                c.execute(sql, &[&left]).await.map_err(db_error)?
+                c.execute(&c.prep(sql).await?, &[&left]).await.map_err(db_error)?
             };
             left -= n as i64;
         }

@@ -47,7 +47,11 @@ fn cookie_value(req: &HttpRequest, req_id: &str) -> Option<String> {
 
 /// The answer to a finished login: the client's redirect, with the CSRF cookie removed.
 fn finished(st: &AppState, req_id: &str, location: &str) -> HttpResponse {
-    let mut res = see_other(location);
+    forget_request(st, req_id, see_other(location))
+}
+
+/// Removes the browser's CSRF cookie for a request that has ended, either way.
+fn forget_request(st: &AppState, req_id: &str, mut res: HttpResponse) -> HttpResponse {
     let mut gone = Cookie::new(csrf_cookie_name(req_id), "");
     gone.set_path(format!("{}/", st.base_path));
     gone.make_removal();
@@ -59,13 +63,8 @@ fn upstream_error(st: &AppState, req_id: &str, e: UpstreamError) -> Result<HttpR
     match e {
         UpstreamError::Login(e) => Err(e.into()),
         UpstreamError::Failed(f) => {
-            let mut res =
-                pages::upstream_failure(StatusCode::BAD_GATEWAY, &f.message, &f.client_name, &f.client_redirect);
-            let mut gone = Cookie::new(csrf_cookie_name(req_id), "");
-            gone.set_path(format!("{}/", st.base_path));
-            gone.make_removal();
-            let _ = res.add_cookie(&gone);
-            Ok(res)
+            let page = pages::upstream_failure(StatusCode::BAD_GATEWAY, &f.message, &f.client_name, &f.client_redirect);
+            Ok(forget_request(st, req_id, page))
         }
     }
 }
